@@ -1,0 +1,96 @@
+"""Settings from the environment (and an optional `.env`), with the flat names INTERFACE.md pins."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class ClientTuning(BaseSettings):
+    """How hard the marketplace clients may push a marketplace; one set for all three."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    calls_per_second: float = Field(10.0, validation_alias="MARKETPLACE_CALLS_PER_SECOND", gt=0)
+    detail_concurrency: int = Field(4, validation_alias="MARKETPLACE_DETAIL_CONCURRENCY", ge=1)
+    backoff_base_seconds: float = Field(0.5, validation_alias="MARKETPLACE_BACKOFF_BASE", gt=0)
+    backoff_cap_seconds: float = Field(30.0, validation_alias="MARKETPLACE_BACKOFF_CAP", gt=0)
+    max_attempts: int = Field(6, validation_alias="MARKETPLACE_MAX_ATTEMPTS", ge=1)
+    timeout_seconds: float = Field(30.0, validation_alias="MARKETPLACE_TIMEOUT", gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(None, validation_alias="DATABASE_URL")
+    redis_url: str | None = Field(None, validation_alias="REDIS_URL")
+    data_dir: Path = Field(Path(".omni-sales"), validation_alias="OMNI_DATA_DIR")
+
+    auth_jwt_secret: SecretStr | None = Field(None, validation_alias="AUTH_JWT_SECRET")
+    auth_jwt_public_key: str | None = Field(None, validation_alias="AUTH_JWT_PUBLIC_KEY")
+    auth_jwt_audience: str | None = Field(None, validation_alias="AUTH_JWT_AUDIENCE")
+    auth_jwt_issuer: str | None = Field(None, validation_alias="AUTH_JWT_ISSUER")
+
+    credentials_encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, validation_alias="CREDENTIALS_ENCRYPTION_KEYS"
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="CORS_ORIGINS"
+    )
+
+    shopee_base_url: str = Field(
+        "https://partner.shopeemobile.com", validation_alias="SHOPEE_BASE_URL"
+    )
+    lazada_base_url: str = Field(
+        "https://api.lazada.co.th/rest", validation_alias="LAZADA_BASE_URL"
+    )
+    lazada_auth_url: str = Field("https://auth.lazada.com/rest", validation_alias="LAZADA_AUTH_URL")
+    facebook_graph_url: str = Field(
+        "https://graph.facebook.com/v18.0", validation_alias="FACEBOOK_GRAPH_URL"
+    )
+
+    sync_wait_seconds: float = Field(25.0, validation_alias="SYNC_WAIT_SECONDS", ge=0)
+    sync_backfill_days: int = Field(90, validation_alias="SYNC_BACKFILL_DAYS", ge=1)
+    # Each incremental sync re-reads this much before the high-water mark, so an order whose
+    # update lands at a page boundary or with clock skew is never missed.
+    sync_overlap_seconds: int = Field(600, validation_alias="SYNC_OVERLAP_SECONDS", ge=0)
+    # A "running" sync whose worker has not reported for this long is taken as dead.
+    sync_stale_seconds: int = Field(120, validation_alias="SYNC_STALE_SECONDS", ge=10)
+    public_base_url: str | None = Field(None, validation_alias="PUBLIC_BASE_URL")
+    meta_webhook_verify_token: SecretStr | None = Field(
+        None, validation_alias="META_WEBHOOK_VERIFY_TOKEN"
+    )
+    log_level: str = Field("INFO", validation_alias=AliasChoices("LOG_LEVEL"))
+
+    clients: ClientTuning = Field(default_factory=ClientTuning)
+
+    @field_validator("credentials_encryption_keys", "cors_origins", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg_url(cls, value: str | None) -> str | None:
+        if value and value.startswith(("postgresql://", "postgres://")):
+            return "postgresql+asyncpg://" + value.split("://", 1)[1]
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None and self.redis_url is None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

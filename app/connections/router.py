@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import contextlib
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, Response, status
+
+from app.auth import CurrentUser, ensure_same_user
+from app.connections import service
+from app.connections.schemas import ConnectionCreate, ConnectionOut, ConnectionUpdate, PlatformOut
+from app.errors import ConflictError
+from app.schemas import DataResponse
+from app.sync.service import start_sync
+from app.uow import UowDep
+
+ConnectionIdPath = Annotated[uuid.UUID, Path(alias="connectionId")]
+
+router = APIRouter(prefix="/api/marketplace", tags=["connections"])
+
+UserIdQuery = Annotated[
+    str | None,
+    Query(alias="userId", max_length=128, description="Must equal the token's subject"),
+]
+
+
+@router.get("/platforms", response_model=DataResponse[list[PlatformOut]])
+async def list_platforms(uow: UowDep) -> DataResponse[list[PlatformOut]]:
+    """The marketplaces, with the fields a connect form needs. No token required."""
+    return DataResponse(data=await service.list_platforms(uow.session))
+
+
+@router.get("/connections", response_model=DataResponse[list[ConnectionOut]])
+async def list_connections(
+    request: Request,
+    uow: UowDep,
+    user: CurrentUser,
+    user_id: UserIdQuery = None,
+    include_disconnected: Annotated[bool, Query(alias="includeDisconnected")] = False,
+) -> DataResponse[list[ConnectionOut]]:
+    owner = ensure_same_user(user, user_id)
+    rows = await service.list_connections(
+        uow.session, owner, include_disconnected=include_disconnected
+    )
+    cipher = request.app.state.cipher
+    return DataResponse(data=[service.to_out(row, cipher) for row in rows])
+
+
+@router.post(
+    "/connections",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DataResponse[ConnectionOut],
+    responses={409: {"description": "Shop already connected"}},
+)
+async def create_connection(
+    request: Request, body: ConnectionCreate, uow: UowDep, user: CurrentUser
+) -> DataResponse[ConnectionOut]:
+    """Checks the credentials with the marketplace, then stores them encrypted."""
+    if body.user_id is not None:
+        ensure_same_user(user, body.user_id.strip())
+    state = request.app.state
+    connection = await service.create_connection(
+        uow.session, body, cipher=state.cipher, gateway=state.platform_gateway
+    )
+    return DataResponse(data=service.to_out(connection, state.cipher))
+
+
+@router.get("/connections/{connectionId}", response_model=DataResponse[ConnectionOut])
+async def get_connection(
+    request: Request,
+    connection_id: ConnectionIdPath,
+    uow: UowDep,
+    user: CurrentUser,
+    user_id: UserIdQuery = None,
+) -> DataResponse[ConnectionOut]:
+    owner = ensure_same_user(user, user_id)
+    connection = await service.get_connection(uow.session, owner, connection_id)
+    return DataResponse(data=service.to_out(connection, request.app.state.cipher))
+
+
+@router.patch("/connections/{connectionId}", response_model=DataResponse[ConnectionOut])
+async def update_connection(
+    request: Request,
+    connection_id: ConnectionIdPath,
+    body: ConnectionUpdate,
+    uow: UowDep,
+    user: CurrentUser,
+    user_id: UserIdQuery = None,
+) -> DataResponse[ConnectionOut]:
+    """Change the shop name, credentials (checked with the marketplace first), sync schedule
+    or active flag. New credentials after an auth failure trigger a catch-up sync."""
+    ensure_same_user(user, user_id)
+    owner = ensure_same_user(user, body.user_id)
+    state = request.app.state
+    connection, reauthorized = await service.update_connection(
+        uow.session,
+        owner,
+        connection_id,
+        body,
+        cipher=state.cipher,
+        gateway=state.platform_gateway,
+    )
+    if reauthorized:
+        # Orders may have been missed while the credentials were refused: catch up now.
+        with contextlib.suppress(ConflictError):
+            await start_sync(uow, connection, trigger="reauthorized")
+    return DataResponse(data=service.to_out(connection, state.cipher))
+
+
+@router.delete("/connections/{connectionId}", status_code=status.HTTP_204_NO_CONTENT)
+async def disconnect(
+    request: Request,
+    connection_id: ConnectionIdPath,
+    uow: UowDep,
+    user: CurrentUser,
+    user_id: UserIdQuery = None,
+) -> Response:
+    """Disconnect: credentials are erased, stored orders are kept."""
+    owner = ensure_same_user(user, user_id)
+    await service.disconnect(uow.session, owner, connection_id, cipher=request.app.state.cipher)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

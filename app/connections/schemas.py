@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import ConfigDict, Field
+
+from app.schemas import CamelModel
+
+
+class FieldOut(CamelModel):
+    name: str
+    label: str
+    hint: str
+    secret: bool
+
+
+class ScopeOut(CamelModel):
+    name: str
+    hint: str
+
+
+class PlatformOut(CamelModel):
+    code: str
+    name: str
+    is_active: bool
+    required_fields: list[FieldOut]
+    optional_fields: list[FieldOut]
+    scopes: list[ScopeOut]
+
+
+class ConnectionCreate(CamelModel):
+    """Every field is optional here so that missing ones are reported together, per platform."""
+
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
+    user_id: str | None = Field(None, max_length=128)
+    platform_code: str | None = Field(None, max_length=32)
+    shop_id: str | None = Field(None, max_length=128)
+    shop_name: str | None = Field(None, max_length=255)
+    access_token: str | None = Field(None, max_length=4096)
+    api_key: str | None = Field(None, max_length=512)
+    api_secret: str | None = Field(None, max_length=1024)
+    refresh_token: str | None = Field(None, max_length=4096)
+    sync_interval_minutes: int | None = Field(None, ge=5, le=1440)
+
+
+class CredentialsUpdate(CamelModel):
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
+    api_key: str | None = Field(None, min_length=1, max_length=512)
+    api_secret: str | None = Field(None, min_length=1, max_length=1024)
+    access_token: str | None = Field(None, min_length=1, max_length=4096)
+    refresh_token: str | None = Field(None, min_length=1, max_length=4096)
+
+
+class ConnectionUpdate(CamelModel):
+    model_config = ConfigDict(coerce_numbers_to_str=True, extra="forbid")
+
+    user_id: str | None = Field(None, max_length=128)
+    shop_name: str | None = Field(None, max_length=255)
+    credentials: CredentialsUpdate | None = None
+    sync_interval_minutes: int | None = Field(None, ge=5, le=1440)
+    is_active: bool | None = None
+
+
+class MaskedCredentials(CamelModel):
+    api_key: str | None
+    api_secret: str | None
+    access_token: str | None
+    refresh_token: str | None
+    access_token_expires_at: datetime | None
+
+
+class ConnectionOut(CamelModel):
+    id: uuid.UUID
+    user_id: str
+    platform_code: str
+    shop_id: str
+    shop_name: str | None
+    status: str
+    status_reason: str | None
+    is_active: bool
+    sync_interval_minutes: int | None
+    last_sync_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    credentials: MaskedCredentials

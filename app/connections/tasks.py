@@ -1,0 +1,47 @@
+"""Jobs of the connections domain."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+
+from app.connections import service
+from app.connections.credentials import DatabaseTokenStore
+from app.models import MarketplaceConnection
+from app.worker_context import WorkerContext
+
+
+async def verify_connection(ctx: dict[str, Any], connection_id: str) -> str:
+    """Re-check one connection's credentials with its marketplace; idempotent."""
+    wc: WorkerContext = ctx["app"]
+    cid = uuid.UUID(connection_id)
+    async with wc.unit_of_work() as uow:
+        return await service.recheck_connection(
+            uow.session,
+            cid,
+            cipher=wc.cipher,
+            gateway=wc.gateway,
+            token_store=DatabaseTokenStore(wc.sessionmaker, wc.cipher, cid),
+        )
+
+
+async def verify_all_connections(ctx: dict[str, Any]) -> int:
+    """Cron: queue a check of every live connection, so a revoked authorization shows up as
+    `reauth_required` in the connections list before the seller misses orders."""
+    wc: WorkerContext = ctx["app"]
+    async with wc.sessionmaker() as session:
+        ids = (
+            await session.scalars(
+                select(MarketplaceConnection.id).where(
+                    MarketplaceConnection.is_active.is_(True),
+                    MarketplaceConnection.status.in_(("active", "error")),
+                )
+            )
+        ).all()
+    for cid in ids:
+        await ctx["redis"].enqueue_job(
+            "verify_connection", str(cid), _job_id=f"verify_connection:{cid}"
+        )
+    return len(ids)

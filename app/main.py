@@ -1,0 +1,115 @@
+"""The FastAPI application: wiring only; the domains hold the logic."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from app.auth import TokenVerifier
+from app.config import Settings, get_settings
+from app.connections.router import router as connections_router
+from app.connections.service import PlatformGateway
+from app.crypto import CredentialCipher
+from app.db import Database
+from app.errors import install_error_handlers
+from app.jobs import lazy_redis
+from app.logging import RequestIdMiddleware, configure_logging
+from app.orders.router import router as orders_router
+from app.schemas import error_responses
+from app.sync.router import router as sync_router
+
+API_ERRORS = error_responses(400, 401, 403, 404, 409, 422, 502, 503)
+
+
+def create_app(
+    settings: Settings | None = None, *, platform_http: httpx.AsyncClient | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.database_url is None or settings.redis_url is None:
+            raise RuntimeError("DATABASE_URL and REDIS_URL must be set before the API starts")
+        database = Database(settings)
+        redis = lazy_redis(settings.redis_url)
+        own_http = platform_http is None
+        http = platform_http or httpx.AsyncClient(timeout=settings.clients.timeout_seconds)
+        app.state.settings = settings
+        app.state.database = database
+        app.state.sessionmaker = database.sessionmaker
+        app.state.redis = redis
+        app.state.platform_gateway = PlatformGateway(settings, http_client=http)
+        try:
+            yield
+        finally:
+            if own_http:
+                await http.aclose()
+            await redis.aclose()
+            await database.dispose()
+
+    app = FastAPI(
+        title="Omni Sales",
+        version="0.1.0",
+        summary="Shopee, Lazada and Facebook Shop orders and products in one database",
+        lifespan=lifespan,
+    )
+    # Fail at start-up, not at the first request, when a secret is missing or malformed.
+    app.state.cipher = CredentialCipher(
+        [k.get_secret_value() for k in settings.credentials_encryption_keys]
+    )
+    app.state.token_verifier = TokenVerifier(settings)
+
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
+        )
+    app.include_router(connections_router, responses=API_ERRORS)
+    app.include_router(orders_router, responses=API_ERRORS)
+    app.include_router(sync_router, responses=API_ERRORS)
+
+    @app.get("/health", tags=["operations"])
+    async def health() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["operations"], responses=error_responses(503))
+    async def ready(request: Request) -> JSONResponse:
+        """The database and Redis answer."""
+        checks: dict[str, str] = {}
+        try:
+            async with request.app.state.sessionmaker() as session:
+                await session.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:  # any failure means "not ready"; the type is what we report
+            checks["database"] = f"unavailable: {type(exc).__name__}"
+        try:
+            await request.app.state.redis.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"unavailable: {type(exc).__name__}"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "unavailable", "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    return app
+
+
+def app_factory() -> FastAPI:
+    """Entry point for `uvicorn --factory app.main:app_factory`."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

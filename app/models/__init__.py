@@ -1,0 +1,25 @@
+"""ORM models, one file per table; importing this package registers them all."""
+
+from app.models.base import Base
+from app.models.connection import MarketplaceConnection
+from app.models.order import MarketplaceOrder
+from app.models.order_item import MarketplaceOrderItem
+from app.models.platform import MarketplacePlatform
+from app.models.product import MarketplaceProduct
+from app.models.sku_mapping import SkuMapping
+from app.models.stock_level import MarketplaceStockLevel
+from app.models.sync_log import MarketplaceSyncLog
+from app.models.webhook import MarketplaceWebhook
+
+__all__ = [
+    "Base",
+    "MarketplaceConnection",
+    "MarketplaceOrder",
+    "MarketplaceOrderItem",
+    "MarketplacePlatform",
+    "MarketplaceProduct",
+    "MarketplaceStockLevel",
+    "MarketplaceSyncLog",
+    "MarketplaceWebhook",
+    "SkuMapping",
+]

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, LargeBinary, Numeric, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, TimestampMixin
+
+
+class MarketplaceOrder(TimestampMixin, Base):
+    """One order, normalized, beside the platform's raw payload. `user_id` and `platform_code`
+    are copied from the connection so list queries are one index range scan."""
+
+    __tablename__ = "marketplace_orders"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "external_order_id"),
+        Index("ix_marketplace_orders_user_created", "user_id", "order_created_at", "id"),
+        Index(
+            "ix_marketplace_orders_user_platform_created",
+            "user_id",
+            "platform_code",
+            "order_created_at",
+            "id",
+        ),
+        Index(
+            "ix_marketplace_orders_connection_created", "connection_id", "order_created_at", "id"
+        ),
+        Index("ix_marketplace_orders_user_status_created", "user_id", "status", "order_created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    connection_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("marketplace_connections.id", ondelete="CASCADE")
+    )
+    user_id: Mapped[str] = mapped_column(String(128))
+    platform_code: Mapped[str] = mapped_column(String(32))
+    external_order_id: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(32))
+    raw_status: Mapped[str] = mapped_column(String(64))
+    buyer_name: Mapped[str | None] = mapped_column(String(255))
+    buyer_phone: Mapped[str | None] = mapped_column(String(64))
+    buyer_email: Mapped[str | None] = mapped_column(String(255))
+    shipping_address: Mapped[dict[str, Any] | None]
+    currency: Mapped[str] = mapped_column(String(3))
+    subtotal: Mapped[Decimal] = mapped_column(Numeric)
+    shipping_fee: Mapped[Decimal] = mapped_column(Numeric)
+    discount: Mapped[Decimal] = mapped_column(Numeric)
+    total: Mapped[Decimal] = mapped_column(Numeric)
+    payment_method: Mapped[str | None] = mapped_column(String(64))
+    is_cod: Mapped[bool] = mapped_column(server_default="false")
+    order_created_at: Mapped[datetime]
+    order_updated_at: Mapped[datetime]
+    paid_at: Mapped[datetime | None]
+    raw: Mapped[dict[str, Any]]
+    # Hash of the normalized content: a re-read order with the same hash counts as unchanged.
+    content_hash: Mapped[bytes] = mapped_column(LargeBinary(16))

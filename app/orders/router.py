@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from app.auth import CurrentUser, ensure_same_user
+from app.orders import service
+from app.orders.repository import OrderFilter
+from app.orders.schemas import OrderDetailResponse, OrderListResponse, OrderSort
+from app.platforms.types import PlatformCode
+from app.uow import UowDep
+
+router = APIRouter(prefix="/api/marketplace", tags=["orders"])
+
+UserIdQuery = Annotated[
+    str | None,
+    Query(alias="userId", max_length=128, description="Must equal the token's subject"),
+]
+_JSON = "application/json"
+
+
+@router.get("/orders", response_model=OrderListResponse)
+async def list_orders(
+    uow: UowDep,
+    user: CurrentUser,
+    user_id: UserIdQuery = None,
+    platform_code: Annotated[PlatformCode | None, Query(alias="platformCode")] = None,
+    connection_id: Annotated[uuid.UUID | None, Query(alias="connectionId")] = None,
+    status: Annotated[
+        list[str] | None,
+        Query(
+            description="Normalized status; repeat the parameter or separate values by commas",
+            max_length=256,
+        ),
+    ] = None,
+    created_from: Annotated[
+        datetime | None,
+        Query(alias="createdFrom", description="ISO-8601, inclusive; without an offset: UTC"),
+    ] = None,
+    created_to: Annotated[
+        datetime | None,
+        Query(alias="createdTo", description="ISO-8601, inclusive; without an offset: UTC"),
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=128,
+            description="Order id (exact or prefix), buyer name (part, any case) or phone digits",
+        ),
+    ] = None,
+    sort: Annotated[OrderSort, Query(description="Newest first by default")] = (
+        OrderSort.CREATED_DESC
+    ),
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=2_147_483_647)] = 0,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=512,
+            description="nextCursor of the previous page (keyset paging; not with offset)",
+        ),
+    ] = None,
+    include_total: Annotated[
+        bool,
+        Query(
+            alias="includeTotal",
+            description="false skips counting the matching orders (pagination.total is null)",
+        ),
+    ] = True,
+) -> Response:
+    """Orders of every connection of the user, newest first, in one shape. Page with `offset`
+    (as documented) or, faster at any depth, with `cursor` = the previous page's `nextCursor`."""
+    owner = ensure_same_user(user, user_id)
+    created_from, created_to = service.as_utc(created_from), service.as_utc(created_to)
+    service.check_created_range(created_from, created_to)
+    search = q.strip() if q else None
+    params = service.ListParams(
+        filter=OrderFilter(
+            user_id=owner,
+            platform_code=platform_code.value if platform_code else None,
+            connection_id=connection_id,
+            statuses=service.parse_statuses(status),
+            created_from=created_from,
+            created_to=created_to,
+            q=search or None,
+        ),
+        sort=sort,
+        limit=limit,
+        offset=offset,
+        cursor=cursor,
+        include_total=include_total,
+    )
+    body = await service.list_orders(uow.session, params)
+    return Response(body.model_dump_json(by_alias=True), media_type=_JSON)
+
+
+@router.get("/orders/{orderId}", response_model=OrderDetailResponse)
+async def get_order(
+    uow: UowDep,
+    user: CurrentUser,
+    order_id: Annotated[int, Path(alias="orderId", ge=1, le=2**63 - 1)],
+    user_id: UserIdQuery = None,
+) -> Response:
+    """One order with its items and the platform's raw payload."""
+    owner = ensure_same_user(user, user_id)
+    order = await service.get_order(uow.session, owner, order_id)
+    body = OrderDetailResponse(data=order)
+    return Response(body.model_dump_json(by_alias=True), media_type=_JSON)

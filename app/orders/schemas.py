@@ -1,0 +1,102 @@
+"""The unified order shape on the wire. Money is a decimal string, exactly as stored."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import Field, PlainSerializer
+
+from app.platforms.types import OrderStatus, PlatformCode
+from app.schemas import CamelModel
+
+Money = Annotated[
+    Decimal,
+    PlainSerializer(str, return_type=str, when_used="always"),
+    Field(json_schema_extra={"type": "string", "format": "decimal", "examples": ["1234.50"]}),
+]
+
+
+class OrderSort(StrEnum):
+    CREATED_DESC = "-createdAt"
+    CREATED_ASC = "createdAt"
+    UPDATED_DESC = "-updatedAt"
+    UPDATED_ASC = "updatedAt"
+    TOTAL_DESC = "-total"
+    TOTAL_ASC = "total"
+
+
+class AddressOut(CamelModel):
+    name: str | None = None
+    phone: str | None = None
+    line1: str | None = None
+    line2: str | None = None
+    district: str | None = None
+    city: str | None = None
+    state: str | None = None
+    postal_code: str | None = None
+    country: str | None = None
+    full_address: str | None = None
+
+
+class OrderItemOut(CamelModel):
+    sku: str | None
+    name: str
+    variation: str | None
+    quantity: int
+    unit_price: Money
+    discount: Money
+    external_item_id: str | None
+    external_product_id: str | None
+
+
+class OrderOut(CamelModel):
+    id: int
+    connection_id: uuid.UUID
+    platform_code: PlatformCode
+    external_order_id: str
+    status: OrderStatus
+    raw_status: str
+    buyer_name: str | None
+    buyer_phone: str | None
+    buyer_email: str | None
+    shipping_address: AddressOut | None
+    currency: str
+    subtotal: Money
+    shipping_fee: Money
+    discount: Money
+    total: Money
+    payment_method: str | None
+    is_cod: bool
+    created_at: datetime = Field(description="When the buyer placed the order (platform time)")
+    updated_at: datetime = Field(description="The platform's last update of the order")
+    paid_at: datetime | None
+    synced_at: datetime = Field(description="When this service last stored a change")
+    items: list[OrderItemOut]
+
+
+class OrderDetailOut(OrderOut):
+    raw: dict[str, Any] = Field(description="The platform's payload, as received")
+
+
+class Pagination(CamelModel):
+    total: int | None = Field(
+        description="Orders matching the filters (all pages); null only with includeTotal=false"
+    )
+    limit: int
+    offset: int
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page (keyset paging); null on the last page"
+    )
+
+
+class OrderListResponse(CamelModel):
+    data: list[OrderOut]
+    pagination: Pagination
+
+
+class OrderDetailResponse(CamelModel):
+    data: OrderDetailOut

@@ -1,0 +1,1 @@
+"""Marketplace clients: one package per marketplace behind the interface in `base.py`."""

@@ -1,0 +1,191 @@
+"""One HTTP transport for every marketplace: rate limiting, retries, back-off, classification."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+
+from app.config import ClientTuning
+from app.platforms.errors import MarketplaceError, RateLimitedError, TransientError
+
+logger = logging.getLogger("app.platforms")
+
+EventSink = Callable[[str, Mapping[str, Any]], None]
+# Turns a response into its JSON payload, or raises the right MarketplaceError subclass.
+Classifier = Callable[[httpx.Response], dict[str, Any]]
+
+
+def ignore_events(event: str, data: Mapping[str, Any]) -> None:
+    """The default event sink: a client used outside a sync reports to nobody."""
+
+
+class RateLimiter:
+    """A token bucket for one connection's calls, plus a shared pause when a platform says
+    "slow down" (so every concurrent detail batch of that connection waits, not just one)."""
+
+    def __init__(self, calls_per_second: float, burst: int | None = None) -> None:
+        self.rate = calls_per_second
+        self.capacity = float(burst if burst is not None else max(1, round(calls_per_second)))
+        self._tokens = self.capacity
+        self._updated = time.monotonic()
+        self._paused_until = 0.0
+        self._lock = asyncio.Lock()
+
+    def pause(self, seconds: float) -> None:
+        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+    async def acquire(self) -> float:
+        """Wait for a call slot; returns the seconds waited."""
+        waited = 0.0
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                if now < self._paused_until:
+                    delay = self._paused_until - now
+                else:
+                    self._tokens = min(
+                        self.capacity, self._tokens + (now - self._updated) * self.rate
+                    )
+                    self._updated = now
+                    if self._tokens >= 1:
+                        self._tokens -= 1
+                        return waited
+                    delay = (1 - self._tokens) / self.rate
+                await asyncio.sleep(delay)
+                waited += delay
+
+
+def backoff_delay(attempt: int, tuning: ClientTuning) -> float:
+    """Capped exponential back-off with full jitter (attempt counts from 1)."""
+    ceiling = min(tuning.backoff_cap_seconds, tuning.backoff_base_seconds * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def parse_retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def decode_json(response: httpx.Response, platform: str) -> dict[str, Any]:
+    """The body as a JSON object; a malformed body is transient (proxies and overloaded
+    gateways answer HTML), so it is retried rather than trusted."""
+    try:
+        payload = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TransientError(
+            f"Malformed JSON from the platform (HTTP {response.status_code})",
+            platform=platform,
+            status_code=response.status_code,
+        ) from exc
+    if not isinstance(payload, dict):
+        raise TransientError(
+            "Unexpected JSON shape from the platform", platform=platform, status_code=200
+        )
+    return payload
+
+
+class PlatformTransport:
+    def __init__(
+        self,
+        *,
+        platform: str,
+        tuning: ClientTuning,
+        events: EventSink = ignore_events,
+        http_client: httpx.AsyncClient | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self.platform = platform
+        self.tuning = tuning
+        self.events = events
+        self._owns_client = http_client is None
+        self.client = http_client or httpx.AsyncClient(
+            timeout=httpx.Timeout(tuning.timeout_seconds),
+            limits=httpx.Limits(max_connections=max(10, tuning.detail_concurrency * 2)),
+        )
+        self.limiter = limiter or RateLimiter(tuning.calls_per_second)
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self.client.aclose()
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        classify: Classifier,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        data: Mapping[str, Any] | None = None,
+        auth: httpx.Auth | None = None,
+    ) -> dict[str, Any]:
+        """Send one logical call, retrying transient and rate-limited failures only."""
+        attempt = 0
+        while True:
+            attempt += 1
+            waited = await self.limiter.acquire()
+            if waited > 0.5:
+                self.events("rate_limit_wait", {"seconds": round(waited, 3)})
+            try:
+                response = await self.client.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json_body,
+                    data=data,
+                    auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT,
+                )
+                return classify(response)
+            except httpx.TimeoutException as exc:
+                error: MarketplaceError = TransientError(
+                    f"Timed out calling the platform ({type(exc).__name__})", platform=self.platform
+                )
+            except httpx.TransportError as exc:
+                error = TransientError(
+                    f"Could not reach the platform ({type(exc).__name__})", platform=self.platform
+                )
+            except MarketplaceError as exc:
+                error = exc
+            if not error.retryable or attempt >= self.tuning.max_attempts:
+                self._log_failure(error, attempt)
+                raise error
+            delay = backoff_delay(attempt, self.tuning)
+            if isinstance(error, RateLimitedError):
+                if error.retry_after is not None:
+                    delay = max(delay, error.retry_after)
+                self.limiter.pause(delay)
+            reason = "rate_limited" if isinstance(error, RateLimitedError) else "transient"
+            self.events(
+                "retry",
+                {
+                    "reason": reason,
+                    "attempt": attempt,
+                    "delaySeconds": round(delay, 3),
+                    "error": str(error),
+                },
+            )
+            await asyncio.sleep(delay)
+
+    def _log_failure(self, error: MarketplaceError, attempts: int) -> None:
+        logger.warning(
+            "marketplace call failed",
+            extra={
+                "platform": self.platform,
+                "error_class": type(error).__name__,
+                "error_code": error.code,
+                "platform_request_id": error.request_id,
+                "attempts": attempts,
+            },
+        )

@@ -1,0 +1,1 @@
+"""Lazada Open Platform (Thailand): signing, client and mapping."""

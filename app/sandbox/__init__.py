@@ -1,0 +1,1 @@
+"""Simulated Shopee, Lazada and Meta servers speaking the wire protocol the clients use."""

@@ -1,0 +1,70 @@
+"""All three sandboxes on one port: `/shopee`, `/lazada` and `/facebook`, each with a demo shop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+
+from app.sandbox import facebook, lazada, shopee
+
+GRAPH_VERSION = "v18.0"
+
+
+@dataclass
+class SandboxSet:
+    shopee: shopee.ShopeeSandbox = field(default_factory=shopee.ShopeeSandbox)
+    lazada: lazada.LazadaSandbox = field(default_factory=lazada.LazadaSandbox)
+    facebook: facebook.FacebookSandbox = field(default_factory=facebook.FacebookSandbox)
+
+
+def base_urls(root: str) -> dict[str, str]:
+    """The settings that point the service at sandboxes served under `root`."""
+    root = root.rstrip("/")
+    return {
+        "SHOPEE_BASE_URL": f"{root}/shopee",
+        "LAZADA_BASE_URL": f"{root}/lazada/rest",
+        "LAZADA_AUTH_URL": f"{root}/lazada/auth/rest",
+        "FACEBOOK_GRAPH_URL": f"{root}/facebook/{GRAPH_VERSION}",
+    }
+
+
+def build_app(sandboxes: SandboxSet) -> Starlette:
+    async def index(request: Request) -> JSONResponse:
+        return JSONResponse(
+            {"sandboxes": ["shopee", "lazada", "facebook"], "settings": base_urls(str(request.base_url))}
+        )
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Mount("/shopee", app=shopee.create_app(sandboxes.shopee)),
+            Mount("/lazada", app=lazada.create_app(sandboxes.lazada)),
+            Mount("/facebook", app=facebook.create_app(sandboxes.facebook)),
+        ]
+    )
+
+
+def create_sandbox_app(public_base_url: str) -> tuple[Starlette, dict[str, object]]:
+    sandboxes = SandboxSet()
+    demo: dict[str, object] = {
+        "settings": base_urls(public_base_url),
+        "shopee": shopee.seed_demo(sandboxes.shopee),
+        "lazada": lazada.seed_demo(sandboxes.lazada),
+        "facebook": facebook.seed_demo(sandboxes.facebook),
+    }
+    return build_app(sandboxes), demo
+
+
+def describe_demo(demo: dict[str, object]) -> str:
+    lines = ["Sandbox marketplaces. Point Omni Sales at them with:"]
+    settings = demo["settings"]
+    assert isinstance(settings, dict)
+    lines += [f"  export {key}={value}" for key, value in settings.items()]
+    lines.append("Demo shops (body fields for POST /api/marketplace/connections):")
+    for platform in ("shopee", "lazada", "facebook"):
+        lines.append(f"  {platform}: {demo[platform]}")
+    return "\n".join(lines)

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+
+from app.schemas import CamelModel
+
+
+class SyncRequest(CamelModel):
+    connection_id: uuid.UUID
+    user_id: str = Field(min_length=1, max_length=128)
+    full: bool = Field(False, description="Backfill the whole window instead of an increment")
+
+
+class SyncSummary(CamelModel):
+    sync_log_id: uuid.UUID
+    connection_id: uuid.UUID
+    status: str = Field(description="running, success, partial or failed")
+    trigger: str
+    full: bool
+    orders_fetched: int
+    orders_created: int
+    orders_updated: int
+    orders_unchanged: int
+    orders_failed: int
+    pages_done: int
+    started_at: datetime
+    finished_at: datetime | None
+    error_message: str | None
+    details: dict[str, Any]
+
+
+class SyncLogPage(CamelModel):
+    data: list[SyncSummary]
+    pagination: dict[str, int]

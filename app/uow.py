@@ -1,0 +1,53 @@
+"""The request edge's unit of work: one session, committed before the response is sent."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from arq.connections import ArqRedis
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.jobs import JobBuffer
+
+
+class UnitOfWork:
+    def __init__(self, session: AsyncSession, redis: ArqRedis | None) -> None:
+        self.session = session
+        self.redis = redis
+        self.jobs = JobBuffer()
+
+    def enqueue_after_commit(self, function: str, *args: Any, job_id: str | None = None) -> None:
+        self.jobs.add(function, *args, job_id=job_id)
+
+    async def commit(self) -> None:
+        await self.session.commit()
+        await self.jobs.flush(self.redis)
+
+    async def rollback(self) -> None:
+        self.jobs.clear()
+        await self.session.rollback()
+
+
+async def unit_of_work(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: ArqRedis | None
+) -> AsyncIterator[UnitOfWork]:
+    async with sessionmaker() as session:
+        uow = UnitOfWork(session, redis)
+        try:
+            yield uow
+        except BaseException:
+            await uow.rollback()
+            raise
+        await uow.commit()
+
+
+async def _request_uow(request: Request) -> AsyncIterator[UnitOfWork]:
+    async for uow in unit_of_work(request.app.state.sessionmaker, request.app.state.redis):
+        yield uow
+
+
+# scope="function": the commit happens before the response is sent, so a client never hears
+# "created" for a row that then fails to commit.
+UowDep = Annotated[UnitOfWork, Depends(_request_uow, scope="function")]

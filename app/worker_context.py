@@ -1,0 +1,66 @@
+"""What every job gets: the process's database, cipher and marketplace gateway."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
+from arq.connections import ArqRedis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.connections.service import PlatformGateway
+from app.crypto import CredentialCipher
+from app.db import Database
+from app.platforms.http import RateLimiter
+from app.uow import UnitOfWork, unit_of_work
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    database: Database
+    cipher: CredentialCipher
+    http: httpx.AsyncClient
+    gateway: PlatformGateway
+    redis: ArqRedis | None = None
+    # One call budget per connection in this process, shared by every job that calls it.
+    limiters: dict[uuid.UUID, RateLimiter] = field(default_factory=dict)
+
+    def limiter_for(self, connection_id: uuid.UUID) -> RateLimiter:
+        limiter = self.limiters.get(connection_id)
+        if limiter is None:
+            limiter = RateLimiter(self.settings.clients.calls_per_second)
+            self.limiters[connection_id] = limiter
+        return limiter
+
+    @property
+    def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        return self.database.sessionmaker
+
+    @classmethod
+    def create(cls, settings: Settings, redis: ArqRedis | None = None) -> WorkerContext:
+        http = httpx.AsyncClient(timeout=settings.clients.timeout_seconds)
+        return cls(
+            settings=settings,
+            database=Database(settings),
+            cipher=CredentialCipher(
+                [k.get_secret_value() for k in settings.credentials_encryption_keys]
+            ),
+            http=http,
+            gateway=PlatformGateway(settings, http_client=http),
+            redis=redis,
+        )
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
+        """The job edge's transaction: commits at the end, then sends the jobs it queued."""
+        async for uow in unit_of_work(self.sessionmaker, self.redis):
+            yield uow
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.database.dispose()

@@ -1,0 +1,518 @@
+"""The orders list endpoint at a million orders: requests per second and p50/p99 latency.
+
+    python -m bench.orders_api [--workers 1 2] [--requests 5000] [--concurrency 16]
+
+Builds (or reuses) 1,000,000 orders of 1,000 users and 3,000 connections in BENCH_DATABASE_URL
+(default postgresql://root@127.0.0.1:5432/omni_bench), starts the real API with uvicorn on a
+loopback port and drives it with concurrent httpx clients. Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from app.auth import issue_token
+from app.cli import run_migrations
+from app.crypto import CredentialCipher
+
+ROOT = Path(__file__).resolve().parent.parent
+USERS = 1_000
+CONNECTIONS_PER_USER = 3
+ORDERS = 1_000_000
+PLATFORMS = ("shopee", "lazada", "facebook")
+USER_PREFIX = "bench-user-"
+JWT_SECRET = "bench-jwt-secret-that-is-long-enough-for-hs256"
+STATUSES = (
+    ("completed", 45),
+    ("delivered", 10),
+    ("shipped", 12),
+    ("ready_to_ship", 8),
+    ("pending", 8),
+    ("unpaid", 5),
+    ("cancelled", 9),
+    ("returned", 2),
+    ("failed", 1),
+)
+FIRST_NAMES = ("Somchai", "Malee", "Anan", "Suda", "Niran", "Pim", "Kittisak", "Ploy", "Arthit")
+LAST_NAMES = ("Srisuk", "Wongsa", "Chaiyaporn", "Boonmee", "Rattana", "Thongdee", "Saetang")
+PRODUCTS = ("T-shirt", "Phone case", "Rice cooker", "Face cream", "Sneakers", "Backpack", "Mug")
+ORDER_COLUMNS = (
+    "id",
+    "connection_id",
+    "user_id",
+    "platform_code",
+    "external_order_id",
+    "status",
+    "raw_status",
+    "buyer_name",
+    "buyer_phone",
+    "buyer_email",
+    "shipping_address",
+    "currency",
+    "subtotal",
+    "shipping_fee",
+    "discount",
+    "total",
+    "payment_method",
+    "is_cod",
+    "order_created_at",
+    "order_updated_at",
+    "paid_at",
+    "raw",
+    "content_hash",
+    "created_at",
+    "updated_at",
+)
+ITEM_COLUMNS = (
+    "order_id",
+    "line_no",
+    "sku",
+    "name",
+    "variation",
+    "quantity",
+    "unit_price",
+    "discount",
+    "external_item_id",
+    "external_product_id",
+)
+CHUNK = 50_000
+
+
+def asyncpg_dsn(url: str) -> str:
+    return "postgresql://" + url.split("://", 1)[1]
+
+
+def sqlalchemy_url(url: str) -> str:
+    return "postgresql+asyncpg://" + url.split("://", 1)[1]
+
+
+def user_id(n: int) -> str:
+    return f"{USER_PREFIX}{n:04d}"
+
+
+# ---------------------------------------------------------------------------- the data set
+
+
+async def dataset_ready(conn: asyncpg.Connection) -> bool:
+    connections = await conn.fetchval(
+        "SELECT count(*) FROM marketplace_connections WHERE user_id LIKE $1", USER_PREFIX + "%"
+    )
+    if connections != USERS * CONNECTIONS_PER_USER:
+        return False
+    orders = await conn.fetchval(
+        "SELECT count(*) FROM marketplace_orders WHERE user_id LIKE $1", USER_PREFIX + "%"
+    )
+    return bool(orders == ORDERS)
+
+
+def _money(cents: int) -> Decimal:
+    return Decimal(cents).scaleb(-2)
+
+
+def _order_rows(
+    rng: random.Random, connections: list[tuple[uuid.UUID, str, str]], now: datetime
+) -> Iterator[tuple[tuple[object, ...], list[tuple[object, ...]]]]:
+    """Orders in creation order across every shop, as syncs would store them over a year, so
+    one user's orders are spread over the whole table (no flattering physical clustering)."""
+    statuses = [s for s, _ in STATUSES]
+    weights = [w for _, w in STATUSES]
+    times = sorted(
+        (rng.random(), i % len(connections)) for i in range(ORDERS)
+    )  # fraction of the year, connection index
+    year = timedelta(days=365).total_seconds()
+    start = now - timedelta(days=365)
+    for order_id, (fraction, conn_index) in enumerate(times, start=1):
+        connection_id, owner, platform = connections[conn_index]
+        created = start + timedelta(seconds=fraction * year)
+        updated = created + timedelta(minutes=rng.randint(1, 20_000))
+        status = rng.choices(statuses, weights)[0]
+        is_cod = rng.random() < 0.3
+        items = []
+        subtotal = 0
+        for line_no in range(1, rng.choice((1, 2, 2, 3)) + 1):
+            quantity = rng.randint(1, 3)
+            price = rng.randint(49, 4_999) * 100 + rng.choice((0, 50, 99))
+            subtotal += price * quantity
+            product = rng.choice(PRODUCTS)
+            items.append(
+                (
+                    order_id,
+                    line_no,
+                    f"SKU-{rng.randint(1, 5_000):05d}",
+                    product,
+                    rng.choice((None, "Red", "Blue, L", "M")),
+                    quantity,
+                    _money(price),
+                    Decimal("0"),
+                    str(rng.randint(10**9, 10**10)),
+                    str(rng.randint(10**6, 10**7)),
+                )
+            )
+        shipping = rng.choice((0, 3_000, 4_500))
+        discount = rng.choice((0, 0, 0, 1_000, 2_550))
+        name = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
+        phone = f"+668{rng.randint(10_000_000, 99_999_999)}"
+        external_id = f"{platform[:2].upper()}{order_id:09d}"
+        address = {
+            "name": name,
+            "phone": phone,
+            "line1": f"{rng.randint(1, 999)} Sukhumvit Rd",
+            "district": "Khlong Toei",
+            "city": "Bangkok",
+            "postal_code": "10110",
+            "country": "TH",
+        }
+        raw = {"order_sn": external_id, "order_status": status.upper(), "buyer": name}
+        row = (
+            order_id,
+            connection_id,
+            owner,
+            platform,
+            external_id,
+            status,
+            status.upper(),
+            name,
+            phone,
+            None,
+            json.dumps(address),
+            "THB",
+            _money(subtotal),
+            _money(shipping),
+            _money(discount),
+            _money(subtotal + shipping - discount),
+            "COD" if is_cod else "card",
+            is_cod,
+            created,
+            updated,
+            None if is_cod else created + timedelta(minutes=5),
+            json.dumps(raw),
+            order_id.to_bytes(16, "big"),
+            updated,
+            updated,
+        )
+        yield row, items
+
+
+async def build_dataset(url: str) -> None:
+    dsn = asyncpg_dsn(url)
+    conn = await asyncpg.connect(dsn)
+    try:
+        if await dataset_ready(conn):
+            print("data set: reusing 1,000,000 orders already in the database")
+            return
+        print("data set: building 1,000,000 orders (a few minutes, once)")
+        started = time.perf_counter()
+        # Cascades to the bench users' orders and items; other users' rows are left alone.
+        await conn.execute("DELETE FROM marketplace_connections WHERE user_id LIKE $1", "bench-%")
+        cipher = CredentialCipher([CredentialCipher.generate_key()])
+        placeholder = cipher.encrypt("bench-placeholder")
+        now = datetime.now(UTC)
+        connections = [
+            (uuid.uuid4(), user_id(u), platform) for u in range(USERS) for platform in PLATFORMS
+        ]
+        await conn.copy_records_to_table(
+            "marketplace_connections",
+            records=[
+                (cid, owner, platform, f"{abs(hash(cid)) % 10**9}", f"Shop {owner} {platform}")
+                + (placeholder, placeholder, placeholder, now, now)
+                for cid, owner, platform in connections
+            ],
+            columns=(
+                "id",
+                "user_id",
+                "platform_code",
+                "shop_id",
+                "shop_name",
+                "api_key_encrypted",
+                "api_secret_encrypted",
+                "access_token_encrypted",
+                "created_at",
+                "updated_at",
+            ),
+        )
+        first_id = await conn.fetchval("SELECT coalesce(max(id), 0) FROM marketplace_orders")
+        rng = random.Random(20_240_101)
+        orders: list[tuple[object, ...]] = []
+        items: list[tuple[object, ...]] = []
+        done = 0
+        for row, row_items in _order_rows(rng, connections, now):
+            orders.append((row[0] + first_id, *row[1:]))  # type: ignore[operator]
+            items.extend((item[0] + first_id, *item[1:]) for item in row_items)  # type: ignore[operator]
+            if len(orders) == CHUNK:
+                await _copy(conn, orders, items)
+                done += len(orders)
+                orders, items = [], []
+                print(f"  {done:>9,} orders  {time.perf_counter() - started:6.1f} s", flush=True)
+        if orders:
+            await _copy(conn, orders, items)
+        await conn.execute(
+            "SELECT setval(pg_get_serial_sequence('marketplace_orders', 'id'), "
+            "(SELECT max(id) FROM marketplace_orders))"
+        )
+        await conn.execute(
+            "SELECT setval(pg_get_serial_sequence('marketplace_order_items', 'id'), "
+            "(SELECT max(id) FROM marketplace_order_items))"
+        )
+        # The visibility map lets count(*) use index-only scans; fresh statistics pick plans.
+        await conn.execute("VACUUM (ANALYZE) marketplace_orders")
+        await conn.execute("VACUUM (ANALYZE) marketplace_order_items")
+        await conn.execute("VACUUM (ANALYZE) marketplace_connections")
+        print(f"data set: built in {time.perf_counter() - started:.0f} s")
+    finally:
+        await conn.close()
+
+
+async def _copy(
+    conn: asyncpg.Connection, orders: list[tuple[object, ...]], items: list[tuple[object, ...]]
+) -> None:
+    await conn.copy_records_to_table("marketplace_orders", records=orders, columns=ORDER_COLUMNS)
+    await conn.copy_records_to_table("marketplace_order_items", records=items, columns=ITEM_COLUMNS)
+
+
+# ---------------------------------------------------------------------------- the server
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    base_url: str
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_server(database_url: str, redis_url: str, workers: int) -> Server:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "AUTH_JWT_SECRET": JWT_SECRET,
+        "CREDENTIALS_ENCRYPTION_KEYS": CredentialCipher.generate_key(),
+        "LOG_LEVEL": "WARNING",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "app.main:app_factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    process = subprocess.Popen(command, env=env, cwd=ROOT)
+    server = Server(process, f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the API exited with code {process.returncode}")
+        try:
+            if httpx.get(server.base_url + "/ready", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    server.stop()
+    raise RuntimeError("the API did not become ready in 60 s")
+
+
+# ---------------------------------------------------------------------------- the load
+
+
+@dataclass
+class Result:
+    name: str
+    requests: int
+    seconds: float
+    latencies: list[float]
+    errors: int
+
+    def row(self) -> str:
+        ordered = sorted(self.latencies)
+        p50 = statistics.median(ordered) * 1000
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+        rate = self.requests / self.seconds
+        return (
+            f"| {self.name:<28} | {self.requests:>8} | {rate:>8.0f} | {p50:>7.1f} | {p99:>7.1f} "
+            f"| {self.errors:>6} |"
+        )
+
+
+Request = tuple[str, dict[str, str | int], dict[str, str]]
+
+
+async def drive(
+    base_url: str,
+    name: str,
+    make_request: Callable[[int], Request],
+    total: int,
+    concurrency: int,
+) -> Result:
+    latencies: list[float] = []
+    errors = 0
+    counter = iter(range(total))
+
+    async def client_loop() -> None:
+        nonlocal errors
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
+            for n in counter:
+                path, params, headers = make_request(n)
+                began = time.perf_counter()
+                response = await client.get(path, params=params, headers=headers)
+                latencies.append(time.perf_counter() - began)
+                if response.status_code != 200:
+                    errors += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client_loop() for _ in range(concurrency)))
+    return Result(name, total, time.perf_counter() - started, latencies, errors)
+
+
+async def collect_cursors(
+    base_url: str, tokens: dict[str, dict[str, str]], users: list[str], page: int, limit: int
+) -> list[tuple[str, str]]:
+    """Follow nextCursor from the first page to page `page` for each user (not timed)."""
+    found = []
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        for owner in users:
+            cursor: str | None = None
+            for _ in range(page - 1):
+                params: dict[str, str | int] = {"userId": owner, "limit": limit}
+                if cursor:
+                    params["cursor"] = cursor
+                body = (
+                    await client.get(
+                        "/api/marketplace/orders", params=params, headers=tokens[owner]
+                    )
+                ).json()
+                cursor = body["pagination"]["nextCursor"]
+                if cursor is None:
+                    break
+            if cursor is not None:
+                found.append((owner, cursor))
+    return found
+
+
+async def run_scenarios(base_url: str, requests: int, concurrency: int) -> list[Result]:
+    users = [user_id(n) for n in range(USERS)]
+    tokens = {
+        u: {"Authorization": "Bearer " + issue_token(u, ttl=timedelta(hours=2), secret=JWT_SECRET)}
+        for u in users
+    }
+    rng = random.Random(7)
+    picks = [rng.choice(users) for _ in range(requests)]
+    path = "/api/marketplace/orders"
+    cursors = await collect_cursors(base_url, tokens, users[:200], page=18, limit=50)
+
+    def first_page(n: int) -> Request:
+        return path, {"userId": picks[n], "limit": 50, "offset": 0}, tokens[picks[n]]
+
+    def platform_page(n: int) -> Request:
+        params: dict[str, str | int] = {"userId": picks[n], "platformCode": PLATFORMS[n % 3]}
+        return path, params, tokens[picks[n]]
+
+    def deep_offset(n: int) -> Request:
+        return path, {"userId": picks[n], "limit": 50, "offset": 900}, tokens[picks[n]]
+
+    def deep_cursor(n: int) -> Request:
+        owner, cursor = cursors[n % len(cursors)]
+        return path, {"userId": owner, "limit": 50, "cursor": cursor}, tokens[owner]
+
+    def first_page_no_total(n: int) -> Request:
+        return path, {"userId": picks[n], "includeTotal": "false"}, tokens[picks[n]]
+
+    scenarios = [
+        ("first page", first_page),
+        ("first page, platformCode", platform_page),
+        ("deep offset (900)", deep_offset),
+        ("deep cursor (page 18)", deep_cursor),
+        ("first page, includeTotal=false", first_page_no_total),
+    ]
+    # Warm-up: connection pools, prepared statements, page cache.
+    await drive(base_url, "warm-up", first_page, min(requests, 1000), concurrency)
+    results = []
+    for name, make in scenarios:
+        results.append(await drive(base_url, name, make, requests, concurrency))
+    return results
+
+
+def print_table(title: str, results: list[Result]) -> None:
+    print(f"\n{title}")
+    print(
+        f"| {'scenario':<28} | {'requests':>8} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} "
+        f"| {'errors':>6} |"
+    )
+    print(f"|{'-' * 30}|{'-' * 10}:|{'-' * 9}:|{'-' * 8}:|{'-' * 8}:|{'-' * 7}:|")
+    for result in results:
+        print(result.row())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--requests", type=int, default=5_000, help="per scenario")
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    database_url = os.environ.get(
+        "BENCH_DATABASE_URL", "postgresql://root@127.0.0.1:5432/omni_bench"
+    )
+    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+    run_migrations(sqlalchemy_url(database_url))
+    asyncio.run(build_dataset(database_url))
+    for workers in args.workers:
+        server = start_server(database_url, redis_url, workers)
+        try:
+            results = asyncio.run(run_scenarios(server.base_url, args.requests, args.concurrency))
+        finally:
+            server.stop()
+        print_table(
+            f"GET /api/marketplace/orders, {args.concurrency} concurrent clients, "
+            f"{workers} uvicorn worker(s), {os.cpu_count()} CPUs",
+            results,
+        )
+
+
+if __name__ == "__main__":
+    main()
