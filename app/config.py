@@ -26,6 +26,9 @@ class ClientTuning(BaseSettings):
     backoff_base_seconds: float = Field(0.5, validation_alias="MARKETPLACE_BACKOFF_BASE", gt=0)
     backoff_cap_seconds: float = Field(30.0, validation_alias="MARKETPLACE_BACKOFF_CAP", gt=0)
     max_attempts: int = Field(6, validation_alias="MARKETPLACE_MAX_ATTEMPTS", ge=1)
+    # A platform asking us to wait longer than this fails the call instead of holding a sync
+    # (Meta can say "come back in an hour"); the next scheduled sync picks up from there.
+    max_wait_seconds: float = Field(300.0, validation_alias="MARKETPLACE_MAX_WAIT", gt=0)
     timeout_seconds: float = Field(30.0, validation_alias="MARKETPLACE_TIMEOUT", gt=0)
 
 

@@ -66,7 +66,6 @@ async def prepare_database(url: str) -> None:
         await conn.execute(text("DROP SCHEMA public CASCADE"))
         await conn.execute(text("CREATE SCHEMA public"))
     await engine.dispose()
-    run_migrations(url)
 
 
 def settings_for(url: str, sandbox_root: str, calls_per_second: float) -> Settings:
@@ -230,6 +229,7 @@ def main() -> None:
     sandbox = start_sandbox(port)
     try:
         asyncio.run(prepare_database(url))
+        run_migrations(url)
         shop = httpx.post(
             f"{root}/{args.platform}/_sandbox/shops",
             json={"shopId": "777000111", "seed": "bench", "orderCount": orders, "days": args.days},

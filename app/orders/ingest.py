@@ -11,18 +11,13 @@ import hashlib
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, cast
+from dataclasses import dataclass, fields
+from typing import Any
 
-from sqlalchemy import Table, delete, func, literal_column, or_
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import MarketplaceOrder, MarketplaceOrderItem
-from app.platforms.types import NormalizedOrder
-
-_ORDERS = cast(Table, MarketplaceOrder.__table__)
-_ITEMS = cast(Table, MarketplaceOrderItem.__table__)
+from app.platforms.types import Address, NormalizedOrder, OrderItem
 
 
 @dataclass(slots=True)
@@ -41,54 +36,149 @@ def _json_default(value: object) -> str:
     return str(value)  # Decimal, datetime and enums: their exact text
 
 
+_ADDRESS_FIELDS = tuple(f.name for f in fields(Address))
+_ITEM_FIELDS = tuple(f.name for f in fields(OrderItem))
+_HASHED_FIELDS = tuple(f.name for f in fields(NormalizedOrder) if f.name not in ("raw", "items"))
+
+
 def content_hash(order: NormalizedOrder) -> bytes:
-    """A digest of everything normalized (not the raw payload, whose noise we ignore)."""
-    content = asdict(order)
-    content.pop("raw", None)
-    encoded = json.dumps(content, sort_keys=True, default=_json_default).encode()
-    return hashlib.blake2b(encoded, digest_size=16).digest()
+    """A digest of everything normalized (not the raw payload, whose noise we ignore). Built
+    from plain tuples: `dataclasses.asdict` would deep-copy the raw payload on the hot path."""
+    content = (
+        tuple(
+            _address_tuple(order.shipping_address)
+            if name == "shipping_address"
+            else getattr(order, name)
+            for name in _HASHED_FIELDS
+        ),
+        tuple(tuple(getattr(item, name) for name in _ITEM_FIELDS) for item in order.items),
+    )
+    return hashlib.blake2b(repr(content).encode(), digest_size=16).digest()
+
+
+def _address_tuple(address: Address | None) -> tuple[Any, ...] | None:
+    return None if address is None else tuple(getattr(address, n) for n in _ADDRESS_FIELDS)
 
 
 def _address(order: NormalizedOrder) -> dict[str, Any] | None:
-    if order.shipping_address is None:
+    address = order.shipping_address
+    if address is None:
         return None
-    return {k: v for k, v in asdict(order.shipping_address).items() if v is not None}
+    values = {name: getattr(address, name) for name in _ADDRESS_FIELDS}
+    return {k: v for k, v in values.items() if v is not None}
 
 
-def _order_row(
-    order: NormalizedOrder, connection_id: uuid.UUID, user_id: str, platform_code: str
-) -> dict[str, Any]:
+# Columns written by an upsert, with the array type each is sent as. One statement with one
+# array per column (unnest) is prepared once per connection, whatever the batch size; a
+# multi-row VALUES statement would be compiled anew for every batch.
+_ORDER_COLUMNS = (
+    ("connection_id", "uuid"),
+    ("user_id", "text"),
+    ("platform_code", "text"),
+    ("external_order_id", "text"),
+    ("status", "text"),
+    ("raw_status", "text"),
+    ("buyer_name", "text"),
+    ("buyer_phone", "text"),
+    ("buyer_email", "text"),
+    ("shipping_address", "jsonb"),
+    ("currency", "text"),
+    ("subtotal", "numeric"),
+    ("shipping_fee", "numeric"),
+    ("discount", "numeric"),
+    ("total", "numeric"),
+    ("payment_method", "text"),
+    ("is_cod", "boolean"),
+    ("order_created_at", "timestamptz"),
+    ("order_updated_at", "timestamptz"),
+    ("paid_at", "timestamptz"),
+    ("raw", "jsonb"),
+    ("content_hash", "bytea"),
+)
+_ITEM_COLUMNS = (
+    ("order_id", "bigint"),
+    ("line_no", "integer"),
+    ("sku", "text"),
+    ("name", "text"),
+    ("variation", "text"),
+    ("quantity", "integer"),
+    ("unit_price", "numeric"),
+    ("discount", "numeric"),
+    ("external_item_id", "text"),
+    ("external_product_id", "text"),
+)
+# Text travels exactly; numeric and jsonb are cast from text inside the statement.
+_WIRE_TYPE = {"numeric": "text", "jsonb": "text"}
+
+
+def _unnest(columns: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+    names = ", ".join(name for name, _ in columns)
+    arrays = ", ".join(f"CAST(:{name} AS {_WIRE_TYPE.get(t, t)}[])" for name, t in columns)
+    casts = ", ".join(f"{name}::{t}" if t in _WIRE_TYPE else name for name, t in columns)
+    return names, f"SELECT {casts} FROM unnest({arrays}) AS u({names})"  # noqa: S608 - constants
+
+
+def _upsert_sql() -> str:
+    names, select = _unnest(_ORDER_COLUMNS)
+    updatable = [n for n, _ in _ORDER_COLUMNS if n not in ("connection_id", "external_order_id")]
+    assignments = ", ".join(f"{n} = EXCLUDED.{n}" for n in updatable)
+    return (
+        f"INSERT INTO marketplace_orders ({names}) {select} "
+        "ON CONFLICT (connection_id, external_order_id) DO UPDATE SET "
+        f"{assignments}, updated_at = now() "
+        "WHERE marketplace_orders.order_updated_at < EXCLUDED.order_updated_at "
+        "OR (marketplace_orders.order_updated_at = EXCLUDED.order_updated_at "
+        "AND marketplace_orders.content_hash <> EXCLUDED.content_hash) "
+        # xmax is 0 only for a row version this statement inserted: created, not updated.
+        "RETURNING id, external_order_id, (xmax = 0) AS inserted"
+    )
+
+
+def _insert_items_sql() -> str:
+    names, select = _unnest(_ITEM_COLUMNS)
+    return f"INSERT INTO marketplace_order_items ({names}) {select}"
+
+
+_UPSERT_ORDERS = text(_upsert_sql())
+_DELETE_ITEMS = text(
+    "DELETE FROM marketplace_order_items WHERE order_id = ANY(CAST(:ids AS bigint[]))"
+)
+_INSERT_ITEMS = text(_insert_items_sql())
+
+
+def _dumps(value: Any) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+
+
+def _order_columns(
+    orders: Sequence[NormalizedOrder], connection_id: uuid.UUID, user_id: str, platform_code: str
+) -> dict[str, list[Any]]:
     return {
-        "connection_id": connection_id,
-        "user_id": user_id,
-        "platform_code": platform_code,
-        "external_order_id": order.external_order_id,
-        "status": order.status.value,
-        "raw_status": order.raw_status[:64],
-        "buyer_name": order.buyer_name,
-        "buyer_phone": order.buyer_phone,
-        "buyer_email": order.buyer_email,
-        "shipping_address": _address(order),
-        "currency": order.currency,
-        "subtotal": order.subtotal,
-        "shipping_fee": order.shipping_fee,
-        "discount": order.discount,
-        "total": order.total,
-        "payment_method": order.payment_method,
-        "is_cod": order.is_cod,
-        "order_created_at": order.created_at,
-        "order_updated_at": order.updated_at,
-        "paid_at": order.paid_at,
-        "raw": order.raw,
-        "content_hash": content_hash(order),
+        "connection_id": [connection_id] * len(orders),
+        "user_id": [user_id] * len(orders),
+        "platform_code": [platform_code] * len(orders),
+        "external_order_id": [o.external_order_id for o in orders],
+        "status": [o.status.value for o in orders],
+        "raw_status": [o.raw_status[:64] for o in orders],
+        "buyer_name": [o.buyer_name for o in orders],
+        "buyer_phone": [o.buyer_phone for o in orders],
+        "buyer_email": [o.buyer_email for o in orders],
+        "shipping_address": [_dumps(_address(o)) for o in orders],
+        "currency": [o.currency for o in orders],
+        "subtotal": [str(o.subtotal) for o in orders],
+        "shipping_fee": [str(o.shipping_fee) for o in orders],
+        "discount": [str(o.discount) for o in orders],
+        "total": [str(o.total) for o in orders],
+        "payment_method": [o.payment_method for o in orders],
+        "is_cod": [o.is_cod for o in orders],
+        "order_created_at": [o.created_at for o in orders],
+        "order_updated_at": [o.updated_at for o in orders],
+        "paid_at": [o.paid_at for o in orders],
+        "raw": [_dumps(o.raw) for o in orders],
+        "content_hash": [content_hash(o) for o in orders],
     }
-
-
-_UPDATABLE = [
-    c.name
-    for c in _ORDERS.columns
-    if c.name not in ("id", "connection_id", "external_order_id", "created_at", "user_id")
-]
 
 
 async def upsert_orders(
@@ -103,54 +193,39 @@ async def upsert_orders(
     result = IngestResult()
     if not orders:
         return result
-    # A page may repeat an order (a window boundary); the newest version wins within the batch.
+    # A page may repeat an order (a window boundary); the newest version wins within the batch,
+    # since one INSERT .. ON CONFLICT may not touch a row twice.
     latest: dict[str, NormalizedOrder] = {}
     for order in orders:
         seen = latest.get(order.external_order_id)
         if seen is None or order.updated_at >= seen.updated_at:
             latest[order.external_order_id] = order
-    rows = [_order_row(o, connection_id, user_id, platform_code) for o in latest.values()]
-    base = insert(_ORDERS).values(rows)
-    excluded = base.excluded
-    statement = base.on_conflict_do_update(
-        index_elements=["connection_id", "external_order_id"],
-        set_={name: excluded[name] for name in _UPDATABLE} | {"updated_at": func.now()},
-        where=or_(
-            _ORDERS.c.order_updated_at < excluded.order_updated_at,
-            (_ORDERS.c.order_updated_at == excluded.order_updated_at)
-            & (_ORDERS.c.content_hash != excluded.content_hash),
-        ),
-    ).returning(
-        _ORDERS.c.id,
-        _ORDERS.c.external_order_id,
-        # xmax is 0 only for a row version this statement inserted: created, not updated.
-        literal_column("xmax = 0").label("inserted"),
-    )
-    written = (await session.execute(statement)).all()
-    result.unchanged = len(latest) - len(written)
+    batch = list(latest.values())
+    written = (
+        await session.execute(
+            _UPSERT_ORDERS, _order_columns(batch, connection_id, user_id, platform_code)
+        )
+    ).all()
+    result.unchanged = len(batch) - len(written)
     result.created = sum(1 for row in written if row.inserted)
     result.updated = len(written) - result.created
+    if not written:
+        return result
     ids_by_external = {row.external_order_id: row.id for row in written}
-    if ids_by_external:
-        await session.execute(
-            delete(_ITEMS).where(_ITEMS.c.order_id.in_(list(ids_by_external.values())))
-        )
-        item_rows = [
-            {
-                "order_id": ids_by_external[external_id],
-                "line_no": line_no,
-                "sku": item.sku,
-                "name": item.name[:512],
-                "variation": item.variation,
-                "quantity": item.quantity,
-                "unit_price": item.unit_price,
-                "discount": item.discount,
-                "external_item_id": item.external_item_id,
-                "external_product_id": item.external_product_id,
-            }
-            for external_id in ids_by_external
-            for line_no, item in enumerate(latest[external_id].items, start=1)
-        ]
-        if item_rows:
-            await session.execute(insert(_ITEMS).values(item_rows))
+    await session.execute(_DELETE_ITEMS, {"ids": list(ids_by_external.values())})
+    items: dict[str, list[Any]] = {name: [] for name, _ in _ITEM_COLUMNS}
+    for external_id, order_id in ids_by_external.items():
+        for line_no, item in enumerate(latest[external_id].items, start=1):
+            items["order_id"].append(order_id)
+            items["line_no"].append(line_no)
+            items["sku"].append(item.sku)
+            items["name"].append(item.name[:512])
+            items["variation"].append(item.variation)
+            items["quantity"].append(item.quantity)
+            items["unit_price"].append(str(item.unit_price))
+            items["discount"].append(str(item.discount))
+            items["external_item_id"].append(item.external_item_id)
+            items["external_product_id"].append(item.external_product_id)
+    if items["order_id"]:
+        await session.execute(_INSERT_ITEMS, items)
     return result

@@ -201,9 +201,12 @@ class MarketplaceClient(ABC):
             return await call(used)
         except ReauthRequiredError:
             raise
-        except AuthError:
+        except AuthError as exc:
             if not self._can_refresh():
-                raise
+                # Nothing to refresh with: only the seller can fix this.
+                raise ReauthRequiredError(
+                    exc.message, platform=exc.platform, code=exc.code, request_id=exc.request_id
+                ) from exc
             await self._refresh(used)
             return await call(self.credentials)
 

@@ -158,13 +158,17 @@ class PlatformTransport:
                 )
             except MarketplaceError as exc:
                 error = exc
-            if not error.retryable or attempt >= self.tuning.max_attempts:
+            delay = backoff_delay(attempt, self.tuning)
+            if isinstance(error, RateLimitedError) and error.retry_after is not None:
+                delay = max(delay, error.retry_after)
+            if (
+                not error.retryable
+                or attempt >= self.tuning.max_attempts
+                or delay > self.tuning.max_wait_seconds
+            ):
                 self._log_failure(error, attempt)
                 raise error
-            delay = backoff_delay(attempt, self.tuning)
             if isinstance(error, RateLimitedError):
-                if error.retry_after is not None:
-                    delay = max(delay, error.retry_after)
                 self.limiter.pause(delay)
             reason = "rate_limited" if isinstance(error, RateLimitedError) else "transient"
             self.events(

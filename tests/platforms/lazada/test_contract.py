@@ -173,7 +173,7 @@ async def test_more_than_5000_orders_in_one_second_are_all_fetched(env: Env) -> 
     )
     per_second = Counter(shop.order(i).updated_at for i in range(shop.order_count))
     assert max(per_second.values()) > 5000  # the window cannot advance past that second
-    lz, creds = env.add_shop(shop=shop)
+    _, creds = env.add_shop(shop=shop)
     end = moment + timedelta(minutes=1)
     pages = await fetch_all(env.client(creds), moment - timedelta(minutes=1), end)
     ids = [int(o.external_order_id) for o in orders_of(pages)]
@@ -304,7 +304,7 @@ async def test_stock_update_and_products(env: Env) -> None:
 
 
 async def test_wrong_credentials_are_refused_with_lazadas_reason(env: Env) -> None:
-    lz, creds = env.add_shop(seed="wrong")
+    _, creds = env.add_shop(seed="wrong")
     creds.api_secret = "not-the-secret"
     with pytest.raises(PermanentError) as caught:
         await env.client(creds).check_shop()
@@ -313,7 +313,7 @@ async def test_wrong_credentials_are_refused_with_lazadas_reason(env: Env) -> No
 
 
 async def test_refresh_tokens_are_reusable_unless_configured_single_use(env: Env) -> None:
-    lz, creds = env.add_shop(seed="reuse")
+    _, creds = env.add_shop(seed="reuse")
     client = env.client(creds)
     first = await client.refresh_tokens(creds)
     second = await client.refresh_tokens(creds)  # the original refresh token still works
@@ -332,7 +332,7 @@ async def call(env: Env, creds: Credentials, path: str, **params: str) -> dict[s
 
 
 async def test_the_sandbox_enforces_lazadas_limits(env: Env) -> None:
-    lz, creds = env.add_shop(seed="limits", order_count=10)
+    _, creds = env.add_shop(seed="limits", order_count=10)
     after = "2020-01-01T00:00:00+07:00"
     assert (await call(env, creds, "/orders/get", update_after=after, limit="101"))["code"] == (
         "InvalidParameter"
