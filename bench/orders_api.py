@@ -301,6 +301,7 @@ def _free_port() -> int:
 class Server:
     process: subprocess.Popen[bytes]
     base_url: str
+    database_url: str
 
     def stop(self) -> None:
         self.process.terminate()
@@ -342,7 +343,7 @@ def start_server(database_url: str, redis_url: str, workers: int) -> Server:
         "warning",
     ]
     process = subprocess.Popen(command, env=env, cwd=ROOT)
-    server = Server(process, f"http://127.0.0.1:{port}")
+    server = Server(process, f"http://127.0.0.1:{port}", database_url)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -359,6 +360,51 @@ def start_server(database_url: str, redis_url: str, workers: int) -> Server:
 
 # ---------------------------------------------------------------------------- the load
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process, from /proc (0 where there is no /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+@dataclass
+class CpuProbe:
+    """CPU used by the API processes and by their PostgreSQL backends (same host only)."""
+
+    server_pid: int
+    database_url: str
+
+    async def sample(self) -> tuple[float, float]:
+        api = [self.server_pid, *_children(self.server_pid)]
+        conn = await asyncpg.connect(asyncpg_dsn(self.database_url))
+        try:
+            backends = await conn.fetch(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE application_name = 'omni-sales' AND datname = current_database()"
+            )
+        finally:
+            await conn.close()
+        return (
+            sum(_cpu_seconds(pid) for pid in api),
+            sum(_cpu_seconds(row["pid"]) for row in backends),
+        )
+
 
 @dataclass
 class Result:
@@ -367,17 +413,30 @@ class Result:
     seconds: float
     latencies: list[float]
     errors: int
+    cpu_api: float
+    cpu_db: float
+    cpu_client: float
 
     def row(self) -> str:
         ordered = sorted(self.latencies)
         p50 = statistics.median(ordered) * 1000
         p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
         rate = self.requests / self.seconds
+        api, db, client = (
+            cpu / self.requests * 1000 for cpu in (self.cpu_api, self.cpu_db, self.cpu_client)
+        )
         return (
-            f"| {self.name:<28} | {self.requests:>8} | {rate:>8.0f} | {p50:>7.1f} | {p99:>7.1f} "
-            f"| {self.errors:>6} |"
+            f"| {self.name:<30} | {self.requests:>8} | {rate:>7.0f} | {p50:>6.1f} | {p99:>6.1f} "
+            f"| {self.errors:>6} | {api:>7.2f} | {db:>10.2f} | {client:>9.2f} |"
         )
 
+
+HEADER = (
+    f"| {'scenario':<30} | {'requests':>8} | {'req/s':>7} | {'p50 ms':>6} | {'p99 ms':>6} "
+    f"| {'errors':>6} | {'API CPU':>7} | {'PostgreSQL':>10} | {'load gen.':>9} |\n"
+    f"|{'-' * 32}|{'-' * 9}:|{'-' * 8}:|{'-' * 7}:|{'-' * 7}:|{'-' * 7}:|{'-' * 8}:"
+    f"|{'-' * 11}:|{'-' * 10}:|"
+)
 
 Request = tuple[str, dict[str, str | int], dict[str, str]]
 
@@ -388,26 +447,46 @@ async def drive(
     make_request: Callable[[int], Request],
     total: int,
     concurrency: int,
+    probe: CpuProbe,
 ) -> Result:
+    """`total` requests from `concurrency` clients, each with its own keep-alive connection."""
     latencies: list[float] = []
     errors = 0
     counter = iter(range(total))
 
-    async def client_loop() -> None:
+    async def client_loop(client: httpx.AsyncClient) -> None:
         nonlocal errors
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
-            for n in counter:
-                path, params, headers = make_request(n)
-                began = time.perf_counter()
-                response = await client.get(path, params=params, headers=headers)
-                latencies.append(time.perf_counter() - began)
-                if response.status_code != 200:
-                    errors += 1
+        for n in counter:
+            path, params, headers = make_request(n)
+            began = time.perf_counter()
+            response = await client.get(path, params=params, headers=headers)
+            latencies.append(time.perf_counter() - began)
+            if response.status_code != 200:
+                errors += 1
 
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    clients = [
+        httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) for _ in range(concurrency)
+    ]
+    api_before, db_before = await probe.sample()
+    client_cpu = time.process_time()
     started = time.perf_counter()
-    await asyncio.gather(*(client_loop() for _ in range(concurrency)))
-    return Result(name, total, time.perf_counter() - started, latencies, errors)
+    await asyncio.gather(*(client_loop(client) for client in clients))
+    seconds = time.perf_counter() - started
+    client_cpu = time.process_time() - client_cpu
+    api_after, db_after = await probe.sample()
+    for client in clients:
+        await client.aclose()
+    return Result(
+        name,
+        total,
+        seconds,
+        latencies,
+        errors,
+        api_after - api_before,
+        db_after - db_before,
+        client_cpu,
+    )
 
 
 async def collect_cursors(
@@ -422,12 +501,10 @@ async def collect_cursors(
                 params: dict[str, str | int] = {"userId": owner, "limit": limit}
                 if cursor:
                     params["cursor"] = cursor
-                body = (
-                    await client.get(
-                        "/api/marketplace/orders", params=params, headers=tokens[owner]
-                    )
-                ).json()
-                cursor = body["pagination"]["nextCursor"]
+                response = await client.get(
+                    "/api/marketplace/orders", params=params, headers=tokens[owner]
+                )
+                cursor = response.json()["pagination"]["nextCursor"]
                 if cursor is None:
                     break
             if cursor is not None:
@@ -435,7 +512,9 @@ async def collect_cursors(
     return found
 
 
-async def run_scenarios(base_url: str, requests: int, concurrency: int) -> list[Result]:
+async def run_scenarios(server: Server, requests: int, concurrency: int) -> list[Result]:
+    base_url = server.base_url
+    probe = CpuProbe(server.process.pid, server.database_url)
     users = [user_id(n) for n in range(USERS)]
     tokens = {
         u: {"Authorization": "Bearer " + issue_token(u, ttl=timedelta(hours=2), secret=JWT_SECRET)}
@@ -466,31 +545,19 @@ async def run_scenarios(base_url: str, requests: int, concurrency: int) -> list[
     scenarios = [
         ("first page", first_page),
         ("first page, platformCode", platform_page),
-        ("deep offset (900)", deep_offset),
+        ("deep offset (900 of ~1000)", deep_offset),
         ("deep cursor (page 18)", deep_cursor),
         ("first page, includeTotal=false", first_page_no_total),
     ]
     # Warm-up: connection pools, prepared statements, page cache.
-    await drive(base_url, "warm-up", first_page, min(requests, 1000), concurrency)
-    results = []
-    for name, make in scenarios:
-        results.append(await drive(base_url, name, make, requests, concurrency))
-    return results
-
-
-def print_table(title: str, results: list[Result]) -> None:
-    print(f"\n{title}")
-    print(
-        f"| {'scenario':<28} | {'requests':>8} | {'req/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} "
-        f"| {'errors':>6} |"
-    )
-    print(f"|{'-' * 30}|{'-' * 10}:|{'-' * 9}:|{'-' * 8}:|{'-' * 8}:|{'-' * 7}:|")
-    for result in results:
-        print(result.row())
+    await drive(base_url, "warm-up", first_page, min(requests, 1000), concurrency, probe)
+    return [
+        await drive(base_url, name, make, requests, concurrency, probe) for name, make in scenarios
+    ]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--requests", type=int, default=5_000, help="per scenario")
     parser.add_argument("--concurrency", type=int, default=16)
@@ -504,14 +571,18 @@ def main() -> None:
     for workers in args.workers:
         server = start_server(database_url, redis_url, workers)
         try:
-            results = asyncio.run(run_scenarios(server.base_url, args.requests, args.concurrency))
+            results = asyncio.run(run_scenarios(server, args.requests, args.concurrency))
         finally:
             server.stop()
-        print_table(
-            f"GET /api/marketplace/orders, {args.concurrency} concurrent clients, "
-            f"{workers} uvicorn worker(s), {os.cpu_count()} CPUs",
-            results,
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(
+            f"\nGET /api/marketplace/orders: {args.concurrency} concurrent clients, {workers} "
+            f"uvicorn worker(s), {os.cpu_count()} CPUs, load average after the run {load}; "
+            "CPU columns in ms per request"
         )
+        print(HEADER)
+        for result in results:
+            print(result.row())
 
 
 if __name__ == "__main__":

@@ -93,8 +93,7 @@ async def list_orders(
         cursor=cursor,
         include_total=include_total,
     )
-    body = await service.list_orders(uow.session, params)
-    return Response(body.model_dump_json(by_alias=True), media_type=_JSON)
+    return Response(await service.list_orders(uow.session, params), media_type=_JSON)
 
 
 @router.get("/orders/{orderId}", response_model=OrderDetailResponse)
@@ -106,6 +105,4 @@ async def get_order(
 ) -> Response:
     """One order with its items and the platform's raw payload."""
     owner = ensure_same_user(user, user_id)
-    order = await service.get_order(uow.session, owner, order_id)
-    body = OrderDetailResponse(data=order)
-    return Response(body.model_dump_json(by_alias=True), media_type=_JSON)
+    return Response(await service.get_order(uow.session, owner, order_id), media_type=_JSON)

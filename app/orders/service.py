@@ -11,18 +11,14 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from pydantic.alias_generators import to_camel
+from pydantic_core import from_json, to_json
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import NotFoundError, ValidationFailed
 from app.orders import repository
 from app.orders.repository import OrderFilter, PageRequest
-from app.orders.schemas import (
-    OrderDetailOut,
-    OrderListResponse,
-    OrderOut,
-    OrderSort,
-    Pagination,
-)
+from app.orders.schemas import AddressOut, OrderSort
 from app.platforms.types import OrderStatus
 
 _CURSOR_VERSION = 1
@@ -72,7 +68,7 @@ def _sort_key_kind(sort: OrderSort) -> str:
 
 
 def encode_cursor(sort: OrderSort, key: datetime | Decimal, order_id: int) -> str:
-    text = key.isoformat() if isinstance(key, datetime) else str(key)
+    text = key.isoformat() if isinstance(key, datetime) else format(key, "f")
     payload = json.dumps([_CURSOR_VERSION, sort.value, text, order_id], separators=(",", ":"))
     return base64.urlsafe_b64encode(payload.encode()).rstrip(b"=").decode()
 
@@ -113,85 +109,97 @@ class ListParams:
     include_total: bool = True
 
 
-def _address(value: dict[str, Any] | None) -> dict[str, Any] | None:
-    return value
+_ADDRESS_KEYS = tuple((name, to_camel(name)) for name in AddressOut.model_fields)
 
 
-def _item(row: Any) -> dict[str, Any]:
+def _address(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    stored = from_json(text)
+    # The ORM writes a missing address as JSON null rather than SQL NULL.
+    if not isinstance(stored, dict):
+        return None
+    return {camel: stored.get(name) for name, camel in _ADDRESS_KEYS}
+
+
+def _order(row: Any) -> dict[str, Any]:
+    """The wire shape (OrderOut, by alias) of a repository row, with no validation pass: the
+    values come typed from the database, and the tests hold this shape to the schema."""
     return {
-        "sku": row.sku,
-        "name": row.name,
-        "variation": row.variation,
-        "quantity": row.quantity,
-        "unit_price": row.unit_price,
-        "discount": row.discount,
-        "external_item_id": row.external_item_id,
-        "external_product_id": row.external_product_id,
+        "id": row["id"],
+        "connectionId": row["connection_id"],
+        "platformCode": row["platform_code"],
+        "externalOrderId": row["external_order_id"],
+        "status": row["status"],
+        "rawStatus": row["raw_status"],
+        "buyerName": row["buyer_name"],
+        "buyerPhone": row["buyer_phone"],
+        "buyerEmail": row["buyer_email"],
+        "shippingAddress": _address(row["shipping_address"]),
+        "currency": row["currency"],
+        "subtotal": row["subtotal"],
+        "shippingFee": row["shipping_fee"],
+        "discount": row["discount"],
+        "total": row["total"],
+        "paymentMethod": row["payment_method"],
+        "isCod": row["is_cod"],
+        "createdAt": row["order_created_at"],
+        "updatedAt": row["order_updated_at"],
+        "paidAt": row["paid_at"],
+        "syncedAt": row["updated_at"],
+        "items": [dict(zip(_ITEM_KEYS, item, strict=True)) for item in row["items"]],
     }
 
 
-def _order(row: Any, items: list[Any]) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "connection_id": row.connection_id,
-        "platform_code": row.platform_code,
-        "external_order_id": row.external_order_id,
-        "status": row.status,
-        "raw_status": row.raw_status,
-        "buyer_name": row.buyer_name,
-        "buyer_phone": row.buyer_phone,
-        "buyer_email": row.buyer_email,
-        "shipping_address": row.shipping_address,
-        "currency": row.currency,
-        "subtotal": row.subtotal,
-        "shipping_fee": row.shipping_fee,
-        "discount": row.discount,
-        "total": row.total,
-        "payment_method": row.payment_method,
-        "is_cod": row.is_cod,
-        "created_at": row.order_created_at,
-        "updated_at": row.order_updated_at,
-        "paid_at": row.paid_at,
-        "synced_at": row.updated_at,
-        "items": [_item(item) for item in items],
-    }
+# The order of the item ROW(...) in repository.ORDER_COLUMNS.
+_ITEM_KEYS = (
+    "sku",
+    "name",
+    "variation",
+    "quantity",
+    "unitPrice",
+    "discount",
+    "externalItemId",
+    "externalProductId",
+)
 
 
-_SORT_ATTR = {
-    OrderSort.CREATED_DESC: "order_created_at",
-    OrderSort.CREATED_ASC: "order_created_at",
-    OrderSort.UPDATED_DESC: "order_updated_at",
-    OrderSort.UPDATED_ASC: "order_updated_at",
-    OrderSort.TOTAL_DESC: "total",
-    OrderSort.TOTAL_ASC: "total",
-}
-
-
-async def list_orders(session: AsyncSession, params: ListParams) -> OrderListResponse:
+async def list_orders(session: AsyncSession, params: ListParams) -> bytes:
+    """The response body (OrderListResponse) as JSON."""
     if params.cursor is not None and params.offset:
         raise invalid("cursor", "Use either cursor or offset, not both")
     after = decode_cursor(params.cursor, params.sort) if params.cursor is not None else None
     page = await repository.list_page(
         session,
         params.filter,
-        PageRequest(sort=params.sort, limit=params.limit, offset=params.offset, after=after),
-    )
-    next_cursor = None
-    if page.has_more and page.rows:
-        last = page.rows[-1]
-        next_cursor = encode_cursor(params.sort, getattr(last, _SORT_ATTR[params.sort]), last.id)
-    total = await repository.count(session, params.filter) if params.include_total else None
-    return OrderListResponse(
-        data=[OrderOut.model_validate(_order(row, page.items[row.id])) for row in page.rows],
-        pagination=Pagination(
-            total=total, limit=params.limit, offset=params.offset, next_cursor=next_cursor
+        PageRequest(
+            sort=params.sort,
+            limit=params.limit,
+            offset=params.offset,
+            after=after,
+            include_total=params.include_total,
         ),
     )
+    next_cursor = None
+    if page.has_more:
+        last = page.rows[-1]
+        next_cursor = encode_cursor(params.sort, last["sort_key"], last["id"])
+    return to_json(
+        {
+            "data": [_order(row) for row in page.rows],
+            "pagination": {
+                "total": page.total,
+                "limit": params.limit,
+                "offset": params.offset,
+                "nextCursor": next_cursor,
+            },
+        }
+    )
 
 
-async def get_order(session: AsyncSession, user_id: str, order_id: int) -> OrderDetailOut:
+async def get_order(session: AsyncSession, user_id: str, order_id: int) -> bytes:
+    """The response body (OrderDetailResponse) as JSON."""
     row = await repository.get_for_user(session, user_id, order_id)
     if row is None:
         raise NotFoundError("Order not found")
-    items = await repository.items_for(session, [row.id])
-    return OrderDetailOut.model_validate({**_order(row, items[row.id]), "raw": row.raw})
+    return to_json({"data": {**_order(row), "raw": from_json(row["raw"])}})

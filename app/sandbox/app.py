@@ -35,7 +35,10 @@ def base_urls(root: str) -> dict[str, str]:
 def build_app(sandboxes: SandboxSet) -> Starlette:
     async def index(request: Request) -> JSONResponse:
         return JSONResponse(
-            {"sandboxes": ["shopee", "lazada", "facebook"], "settings": base_urls(str(request.base_url))}
+            {
+                "sandboxes": ["shopee", "lazada", "facebook"],
+                "settings": base_urls(str(request.base_url)),
+            }
         )
 
     return Starlette(

@@ -323,7 +323,7 @@ class FacebookSandbox:
         fraction: float | None = None,
         order_ids: list[str] | None = None,
         status: str | None = None,
-    ) -> list[str]:
+    ) -> list[dict[str, str]]:
         neutral = NEUTRAL_FOR_STATE.get(status, status) if status else None
         if neutral is not None and neutral not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
@@ -339,7 +339,7 @@ class FacebookSandbox:
             if neutral is not None:
                 changed = [page.shop.touch(o.index, status=neutral) for o in changed]
         self.changed(page)
-        return [page.node_id(o.order_id) for o in changed]
+        return [{"orderId": page.node_id(o.order_id), "status": o.status} for o in changed]
 
     def listing(
         self,

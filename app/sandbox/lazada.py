@@ -276,7 +276,6 @@ class LazadaSandbox:
         max_products_limit: int = 50,
         rate_limit_ban_seconds: float = 0.0,
         webhook_transport: httpx.AsyncBaseTransport | None = None,
-        cache_size: int = 4096,
     ) -> None:
         # Lazada refresh tokens stay valid until they expire (only Shopee's are single use);
         # lifetimes of an app in "online" status: token 30 days, refresh 180 days.
@@ -293,8 +292,7 @@ class LazadaSandbox:
         self.rate_limit_ban_seconds = rate_limit_ban_seconds
         self.webhook_transport = webhook_transport
         self.calls: Counter[str] = Counter()
-        self._cache: dict[tuple[str, int], SeedOrder] = {}
-        self._cache_size = cache_size
+        self._created: dict[str, list[datetime]] = {}
         self._request_ids = itertools.count(1)
         self._request_prefix = secrets.token_hex(4)
 
@@ -326,7 +324,7 @@ class LazadaSandbox:
         self.apps[app_key] = app_secret
         name = name or f"Lazada Sandbox Shop {seller_id}"
         self.shops[seller_id] = LazadaShop(seller_id, shop, app_key, app_secret, name)
-        self._cache.clear()
+        self._created.pop(seller_id, None)
         access, refresh = self.tokens.issue(seller_id, access=access_token, refresh=refresh_token)
         return {
             "apiKey": app_key,
@@ -338,18 +336,15 @@ class LazadaSandbox:
         }
 
     def order(self, lz: LazadaShop, index: int) -> SeedOrder:
-        """`SeededShop.order` with generated orders cached (changed ones always win)."""
-        override = lz.shop._overrides.get(index)
-        if override is not None:
-            return override
-        key = (lz.seller_id, index)
-        cached = self._cache.get(key)
-        if cached is None:
-            cached = lz.shop._generate(index)
-            if len(self._cache) >= self._cache_size:
-                del self._cache[next(iter(self._cache))]
-            self._cache[key] = cached
-        return cached
+        return lz.shop.order(index)
+
+    def _created_times(self, lz: LazadaShop) -> list[datetime]:
+        """Creation time by order index (it never changes), built once per shop."""
+        created = self._created.get(lz.seller_id)
+        if created is None or len(created) != lz.shop.order_count:
+            created = [self.order(lz, i).created_at for i in range(lz.shop.order_count)]
+            self._created[lz.seller_id] = created
+        return created
 
     # --- envelope ------------------------------------------------------------------------
 
@@ -501,27 +496,38 @@ class LazadaSandbox:
         status = params.get("status", "all")
 
         shop = lz.shop
-        index = shop._update_index()
+        index = shop.update_index()
         lo = bisect.bisect_left(index, (updated_after, -1)) if updated_after else 0
         hi = bisect.bisect_left(index, (updated_before, -1)) if updated_before else len(index)
-        candidates = [i for _, i in index[lo:hi]]
-        if created_after or created_before or status != "all" or sort_by == "created_at":
-            orders = [self.order(lz, i) for i in candidates]
-            orders = [
-                o
-                for o in orders
-                if (created_after is None or o.created_at >= created_after)
-                and (created_before is None or o.created_at < created_before)
-                and (status == "all" or status in unit_statuses(o))
-            ]
-            if sort_by == "created_at":
-                orders.sort(key=lambda o: (o.created_at, o.index))
-            candidates = [o.index for o in orders]
-        if direction == "DESC":
-            candidates.reverse()
-        page = candidates[offset : offset + limit]
+        filtered = bool(created_after or created_before or status != "all")
+        if not filtered and sort_by == "updated_at":
+            # The common case, kept cheap: only the page itself is sliced out of the index.
+            total = max(0, hi - lo)
+            if direction == "ASC":
+                window = index[lo + offset : min(hi, lo + offset + limit)]
+            else:
+                window = index[max(lo, hi - offset - limit) : max(lo, hi - offset)][::-1]
+            page = [i for _, i in window]
+        else:
+            candidates = [i for _, i in index[lo:hi]]
+            if created_after or created_before or sort_by == "created_at":
+                created = self._created_times(lz)
+                candidates = [
+                    i
+                    for i in candidates
+                    if (created_after is None or created[i] >= created_after)
+                    and (created_before is None or created[i] < created_before)
+                ]
+                if sort_by == "created_at":
+                    candidates.sort(key=lambda i: (created[i], i))
+            if status != "all":
+                candidates = [i for i in candidates if status in unit_statuses(self.order(lz, i))]
+            if direction == "DESC":
+                candidates.reverse()
+            total = len(candidates)
+            page = candidates[offset : offset + limit]
         rendered = [render_order(self.order(lz, i)) for i in page]
-        return {"data": {"count": len(rendered), "countTotal": len(candidates), "orders": rendered}}
+        return {"data": {"count": len(rendered), "countTotal": total, "orders": rendered}}
 
     def _find(self, lz: LazadaShop, raw_id: str) -> SeedOrder | None:
         try:
@@ -752,7 +758,9 @@ class LazadaSandbox:
             step = max(1, round(1 / fraction)) if fraction > 0 else 0
             indexes = list(range(0, shop.order_count, step)) if step else []
             changed = [shop.touch(i, status=status) for i in indexes]
-        return JSONResponse({"count": len(changed), "changed": [str(o.order_id) for o in changed]})
+        return JSONResponse(
+            {"changed": [{"orderId": str(o.order_id), "status": o.status} for o in changed]}
+        )
 
     async def control_expire_tokens(self, request: Request) -> Response:
         self.tokens.expire_all()
@@ -770,7 +778,7 @@ class LazadaSandbox:
         if body.get("orderIds"):
             orders = [o for o in (self._find(lz, str(i)) for i in body["orderIds"]) if o]
         else:
-            recent = lz.shop._update_index()[-10:]
+            recent = lz.shop.update_index()[-10:]
             orders = [self.order(lz, i) for _, i in recent]
         statuses = await self.send_pushes(lz, url, orders)
         return JSONResponse({"sent": len(statuses), "statuses": statuses})

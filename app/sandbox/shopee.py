@@ -857,7 +857,7 @@ def _control_routes(state: ShopeeSandbox) -> list[Route]:
         except (TypeError, ValueError) as exc:
             return _control_error(str(exc))
         return JSONResponse(
-            {"changed": [{"orderId": order_sn(o), "status": raw_status(o, True)} for o in changed]}
+            {"changed": [{"orderId": order_sn(o), "status": o.status} for o in changed]}
         )
 
     async def expire_tokens(request: Request) -> Response:

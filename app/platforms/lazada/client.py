@@ -117,9 +117,9 @@ class _OrderLister:
       seconds; `update_after` may be inclusive or exclusive), orders already seen there are
       skipped by (id, updated_at).
     - When a window cannot advance (more than 5000 orders in one second), that second is read
-      in slices of creation time (bisected by `created_after`/`created_before`, sized by
-      `countTotal`) and the window then starts after it. A slice of one creation second still
-      over the limit raises `PermanentError` rather than skip orders.
+      in half-open slices of creation time (bisected with `created_after`/`created_before`,
+      sized by `countTotal`) and the window then starts after it. A slice of one creation
+      second still over the limit raises `PermanentError` rather than skip orders.
     """
 
     client: LazadaClient
@@ -139,8 +139,13 @@ class _OrderLister:
             outcome = _Outcome()
             async for listed in self._scan(window, query_end, self.end, outcome, main=True):
                 yield listed
-            if outcome.complete or outcome.last_ts is None:
+            if outcome.complete:
                 return
+            if outcome.last_ts is None:
+                raise PermanentError(
+                    "Lazada returned a full page of orders without readable update times",
+                    platform=PLATFORM,
+                )
             anchor = outcome.last_ts - _SECOND
             if anchor > window:
                 window, restarts = anchor, 0
@@ -172,8 +177,9 @@ class _OrderLister:
                     platform=PLATFORM,
                 )
             mid = _floor(c0 + (c1 - c0) / 2)
-            # Slices overlap by a second (bounds may be inclusive); repeats are skipped.
-            ranges += [(mid, c1), (c0, mid + _SECOND)]
+            # Half-open slices: created_after inclusive, created_before exclusive (assumed, as
+            # for the update bounds; an inclusive `before` only repeats orders, which are skipped).
+            ranges += [(mid, c1), (c0, mid)]
 
     async def _scan(
         self,
@@ -299,16 +305,30 @@ class LazadaClient(MarketplaceClient):
 
     async def _items(
         self, ids: Sequence[str], limit: asyncio.Semaphore
-    ) -> tuple[dict[str, list[Row]], str | None]:
-        """Item rows per order id, or the permanent error that refused this batch."""
+    ) -> tuple[dict[str, list[Row]], dict[str, str]]:
+        """Item rows per order id, and the ids Lazada refused with its reason. A refused batch
+        is asked again order by order, so one bad order does not fail its neighbours."""
         async with limit:
-            try:
-                payload = await self._call(
-                    "GET", "/orders/items/get", {"order_ids": f"[{','.join(ids)}]"}
-                )
-            except PermanentError as exc:
-                return {}, exc.message
-        rows: dict[str, list[Row]] = {}
+            return await self._items_unlimited(ids)
+
+    async def _items_unlimited(
+        self, ids: Sequence[str]
+    ) -> tuple[dict[str, list[Row]], dict[str, str]]:
+        try:
+            payload = await self._call(
+                "GET", "/orders/items/get", {"order_ids": f"[{','.join(ids)}]"}
+            )
+        except PermanentError as exc:
+            if len(ids) == 1:
+                return {}, {ids[0]: exc.message}
+            rows: dict[str, list[Row]] = {}
+            refused: dict[str, str] = {}
+            for order_id in ids:
+                found, failed = await self._items_unlimited([order_id])
+                rows.update(found)
+                refused.update(failed)
+            return rows, refused
+        rows = {}
         data = payload.get("data")
         for entry in data if isinstance(data, list) else []:
             if isinstance(entry, dict) and entry.get("order_id") is not None:
@@ -316,7 +336,7 @@ class LazadaClient(MarketplaceClient):
                 rows[str(entry["order_id"])] = (
                     [r for r in items if isinstance(r, dict)] if isinstance(items, list) else []
                 )
-        return rows, None
+        return rows, {}
 
     async def _items_for(
         self, ids: Sequence[str], limit: asyncio.Semaphore
@@ -327,11 +347,10 @@ class LazadaClient(MarketplaceClient):
             tasks = [group.create_task(self._items(batch, limit)) for batch in batches]
         rows: dict[str, list[Row]] = {}
         refused: dict[str, str] = {}
-        for batch, task in zip(batches, tasks, strict=True):
-            found, error = task.result()
+        for task in tasks:
+            found, failed = task.result()
             rows.update(found)
-            if error is not None:
-                refused.update(dict.fromkeys(batch, error))
+            refused.update(failed)
         return rows, refused
 
     def _normalize(

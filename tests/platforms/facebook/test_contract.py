@@ -251,7 +251,7 @@ async def test_changed_orders_show_up_in_the_next_window() -> None:
     answer = await harness.http.post(
         "/_sandbox/orders/change", json={"shopId": page.page_id, "fraction": 0.1}
     )
-    changed = set(answer.json()["changed"])
+    changed = {entry["orderId"] for entry in answer.json()["changed"]}
     assert len(changed) == 20
     got = {
         o.external_order_id

@@ -19,6 +19,7 @@ from app.platforms.base import ClientConfig, MemoryTokenStore, OrderPage
 from app.platforms.errors import PermanentError, ReauthRequiredError
 from app.platforms.lazada.auth import LazadaAuth, verify_push
 from app.platforms.lazada.client import LazadaClient
+from app.platforms.lazada.mapping import parse_time
 from app.platforms.types import Credentials, NormalizedOrder, OrderStatus, StockUpdate
 from app.sandbox.lazada import LazadaSandbox, LazadaShop, create_app, seed_demo
 from app.sandbox.seed import SeededShop
@@ -82,7 +83,7 @@ async def env() -> AsyncIterator[Env]:
     offsets: list[int] = []
 
     async def record(request: httpx.Request) -> None:
-        if request.url.path.endswith("/orders/get"):
+        if request.url.path.endswith("/orders/get") and "offset" in request.url.params:
             offsets.append(int(request.url.params["offset"]))
 
     transport = httpx.ASGITransport(app=create_app(state))
@@ -205,18 +206,14 @@ async def test_an_expired_token_mid_sync_is_refreshed_once(env: Env) -> None:
     start, end = window(lz)
     ids: list[str] = []
     async for page in client.iter_orders(start, end):
-        ids += [o.external_order_id for o in page.orders]
-        if len(ids) == page_size_after(2, ids):
+        if not ids:  # after the first page, with list and item calls still to come
             response = await env.http.post("/_sandbox/tokens/expire")
             assert response.status_code == 200
-    assert len(set(ids)) == 1000
+        ids += [o.external_order_id for o in page.orders]
+    assert len(ids) == len(set(ids)) == 1000
     assert store.refresh_count == 1 and env.state.tokens.refreshes == 1
     assert store.credentials.access_token != creds.access_token
     assert ("token_refreshed", {"platform": "lazada"}) in env.events
-
-
-def page_size_after(pages: int, ids: list[str]) -> int:
-    return min(len(ids), pages * 99 + 1)
 
 
 async def test_an_injected_expired_token_is_refreshed_and_the_sync_completes(env: Env) -> None:
@@ -268,12 +265,25 @@ async def test_changed_orders_come_back_in_the_next_window(env: Env) -> None:
         "/_sandbox/orders/change",
         json={"shopId": lz.seller_id, "fraction": 0.1, "status": "shipped"},
     )
-    changed = set(response.json()["changed"])
+    changed = {entry["orderId"] for entry in response.json()["changed"]}
     assert len(changed) == 50
     later = datetime.now(UTC) + timedelta(minutes=2)
     orders = orders_of(await fetch_all(client, end - timedelta(minutes=1), later))
     assert {o.external_order_id for o in orders} == changed
     assert {o.status for o in orders} == {OrderStatus.SHIPPED}
+
+
+async def test_an_order_updated_mid_sync_does_not_make_paging_skip_one(env: Env) -> None:
+    lz, creds = env.add_shop(seed="shift", order_count=1000)
+    start, end = window(lz)
+    ids: list[str] = []
+    async for page in env.client(creds).iter_orders(start, end):
+        if not ids:
+            # Moves an already-read order to the end of the list: every later row shifts left.
+            lz.shop.touch(lz.shop.index_of(int(page.orders[0].external_order_id)) or 0)
+        ids += [o.external_order_id for o in page.orders]
+    assert set(ids) == {str(lz.shop.order_id(i)) for i in range(1000)}
+    assert env.offsets.count(0) == 2  # the shift was seen and the window restarted once
 
 
 async def test_get_orders_reads_named_orders(env: Env) -> None:
@@ -345,6 +355,22 @@ async def test_the_sandbox_enforces_lazadas_limits(env: Env) -> None:
     ok = await call(env, creds, "/orders/get", update_after=after, status="all")
     assert (ok["code"], ok["data"]["countTotal"]) == ("0", 10)
     assert {"code", "request_id", "data"} <= set(ok)
+    for direction in ("ASC", "DESC"):
+        pages = [
+            await call(
+                env,
+                creds,
+                "/orders/get",
+                update_after=after,
+                sort_by="updated_at",
+                sort_direction=direction,
+                offset=str(offset),
+                limit="4",
+            )
+            for offset in (0, 4, 8)
+        ]
+        stamps = [parse_time(o["updated_at"]) for p in pages for o in p["data"]["orders"]]
+        assert len(stamps) == 10 and stamps == sorted(stamps, reverse=direction == "DESC")
 
     stale = LazadaAuth(
         creds.api_key, creds.api_secret, "/seller/get", creds.access_token, clock=lambda: "1000"

@@ -448,3 +448,35 @@ async def test_without_a_refresh_token_an_auth_error_needs_reauthorization() -> 
     with pytest.raises(ReauthRequiredError):
         await client.check_shop()
     assert seller.call_count == 1
+
+
+@respx.mock
+async def test_a_refused_item_batch_is_asked_order_by_order() -> None:
+    respx.get(f"{API}/orders/get").mock(
+        return_value=ok(
+            {
+                "countTotal": 3,
+                "orders": [order(n, "2024-03-01 10:00:00 +0700") for n in (11, 12, 13)],
+            }
+        )
+    )
+
+    def items_batch(request: httpx.Request) -> httpx.Response:
+        ids = request.url.params["order_ids"].strip("[]").split(",")
+        if "13" in ids:
+            return lz_error("E0XX", "Order 13 is not yours")
+        return ok([{"order_id": int(i), "order_items": [unit(int(i), 1, "A", 5)]} for i in ids])
+
+    items = respx.get(f"{API}/orders/items/get").mock(side_effect=items_batch)
+    client, _ = make_client()
+    pages = [
+        p
+        async for p in client.iter_orders(
+            datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC)
+        )
+    ]
+    assert items.call_count == 4  # the batch, then each order alone
+    assert [o.external_order_id for o in pages[0].orders] == ["11", "12"]
+    assert [(f.external_order_id, f.message) for f in pages[0].failures] == [
+        ("13", "Items not readable: Order 13 is not yours")
+    ]

@@ -466,7 +466,7 @@ async def test_control_endpoints_create_shop_change_orders_and_push(env: Env) ->
         "/_sandbox/orders/change",
         json={"shopId": "880000001", "orderIds": [target], "status": "CANCELLED"},
     )
-    assert changed.json()["changed"] == [{"orderId": target, "status": "CANCELLED"}]
+    assert changed.json()["changed"] == [{"orderId": target, "status": "cancelled"}]
     since = datetime.now(UTC) - timedelta(seconds=5)
     recent = all_orders(
         await collect(env.client(creds), since, datetime.now(UTC) + timedelta(seconds=5))
