@@ -385,13 +385,13 @@ def _children(pid: int) -> list[int]:
 
 @dataclass
 class CpuProbe:
-    """CPU used by the API processes and by their PostgreSQL backends (same host only)."""
+    """CPU used by the API processes and by their PostgreSQL backends (same host only; the
+    CPU of a backend that closes during a run is lost, so PostgreSQL figures are a floor)."""
 
     server_pid: int
     database_url: str
 
-    async def sample(self) -> tuple[float, float]:
-        api = [self.server_pid, *_children(self.server_pid)]
+    async def sample(self) -> dict[str, float]:
         conn = await asyncpg.connect(asyncpg_dsn(self.database_url))
         try:
             backends = await conn.fetch(
@@ -400,9 +400,17 @@ class CpuProbe:
             )
         finally:
             await conn.close()
-        return (
-            sum(_cpu_seconds(pid) for pid in api),
-            sum(_cpu_seconds(row["pid"]) for row in backends),
+        api = [self.server_pid, *_children(self.server_pid)]
+        cpu = {f"api:{pid}": _cpu_seconds(pid) for pid in api}
+        cpu.update({f"db:{row['pid']}": _cpu_seconds(row["pid"]) for row in backends})
+        return cpu
+
+    @staticmethod
+    def used(before: dict[str, float], after: dict[str, float], kind: str) -> float:
+        return sum(
+            seconds - before.get(key, 0.0)
+            for key, seconds in after.items()
+            if key.startswith(kind + ":")
         )
 
 
@@ -468,13 +476,13 @@ async def drive(
     clients = [
         httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) for _ in range(concurrency)
     ]
-    api_before, db_before = await probe.sample()
+    before = await probe.sample()
     client_cpu = time.process_time()
     started = time.perf_counter()
     await asyncio.gather(*(client_loop(client) for client in clients))
     seconds = time.perf_counter() - started
     client_cpu = time.process_time() - client_cpu
-    api_after, db_after = await probe.sample()
+    after = await probe.sample()
     for client in clients:
         await client.aclose()
     return Result(
@@ -483,8 +491,8 @@ async def drive(
         seconds,
         latencies,
         errors,
-        api_after - api_before,
-        db_after - db_before,
+        probe.used(before, after, "api"),
+        probe.used(before, after, "db"),
         client_cpu,
     )
 

@@ -63,6 +63,7 @@ from app.platforms.types import (
     OrderStatus,
     ProductVariation,
 )
+from app.platforms.values import MappingError, decimal_from, text_or_none
 
 PLATFORM = "facebook"
 
@@ -82,8 +83,7 @@ AUTH_CODES = frozenset({190, 102})
 TRANSIENT_CODES = frozenset({1, 2})
 
 
-class OrderMappingError(ValueError):
-    """A payload the mapper cannot turn into a normalized order or product."""
+OrderMappingError = MappingError
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -185,15 +185,7 @@ def money(value: object) -> Decimal:
     """A Graph amount ("20.45", 20.45 or {"amount": "20.45"}) as an exact Decimal."""
     if isinstance(value, Mapping):
         value = value.get("amount")
-    if value is None or isinstance(value, bool):
-        raise OrderMappingError(f"not an amount: {value!r}")
-    try:
-        result = Decimal(str(value).strip())
-    except InvalidOperation as exc:
-        raise OrderMappingError(f"not an amount: {value!r}") from exc
-    if not result.is_finite():
-        raise OrderMappingError(f"not an amount: {value!r}")
-    return result
+    return decimal_from(value)
 
 
 def graph_time(value: object) -> datetime:
@@ -212,14 +204,6 @@ def graph_time(value: object) -> datetime:
     except (ValueError, OverflowError, OSError) as exc:
         raise OrderMappingError(f"not a time: {value!r}") from exc
     raise OrderMappingError(f"not a time: {value!r}")
-
-
-def _text(value: object) -> str | None:
-    if type(value) is str:
-        return value.strip() or None
-    if value is None or isinstance(value, dict | list):
-        return None
-    return str(value).strip() or None
 
 
 def _dict(value: object) -> dict[str, Any]:
@@ -280,7 +264,7 @@ def normalized_status(raw_state: str, *, fully_cancelled: bool, refunded: bool) 
 def _map_order(raw: dict[str, Any], *, fully_cancelled: bool, refunded: bool) -> NormalizedOrder:
     if not isinstance(raw, dict):
         raise OrderMappingError("order payload is not an object")
-    order_id = _text(raw.get("id"))
+    order_id = text_or_none(raw.get("id"))
     if order_id is None:
         raise OrderMappingError("order without id")
     raw_state = order_state(raw)
@@ -329,9 +313,9 @@ def _map_order(raw: dict[str, Any], *, fully_cancelled: bool, refunded: bool) ->
         discount=discount,
         total=total,
         items=items,
-        buyer_name=_text(buyer.get("name")),
+        buyer_name=text_or_none(buyer.get("name")),
         buyer_phone=None,
-        buyer_email=_text(buyer.get("email")),
+        buyer_email=text_or_none(buyer.get("email")),
         shipping_address=_map_address(raw.get("shipping_address")),
         payment_method=None,
         is_cod=False,
@@ -342,7 +326,7 @@ def _map_order(raw: dict[str, Any], *, fully_cancelled: bool, refunded: bool) ->
 
 def _currency(*amounts: object) -> str | None:
     for amount in amounts:
-        currency = _text(_dict(amount).get("currency"))
+        currency = text_or_none(_dict(amount).get("currency"))
         if currency:
             return currency.upper()
     return None
@@ -352,14 +336,17 @@ def _map_item(item: dict[str, Any]) -> OrderItem:
     quantity = item.get("quantity")
     if isinstance(quantity, bool) or quantity is None:
         raise OrderMappingError(f"item {item.get('id')!r}: no quantity")
-    sku = _text(item.get("retailer_id"))
+    sku = text_or_none(item.get("retailer_id"))
     return OrderItem(
         sku=sku,
-        name=_text(item.get("product_name")) or sku or _text(item.get("id")) or "item",
+        name=text_or_none(item.get("product_name"))
+        or sku
+        or text_or_none(item.get("id"))
+        or "item",
         quantity=int(str(quantity)),
         unit_price=money(item.get("price_per_unit")),
-        external_item_id=_text(item.get("id")),
-        external_product_id=_text(item.get("product_id")),
+        external_item_id=text_or_none(item.get("id")),
+        external_product_id=text_or_none(item.get("product_id")),
     )
 
 
@@ -367,7 +354,7 @@ def _map_address(value: object) -> Address | None:
     if not isinstance(value, dict) or not value:
         return None
     parts = {
-        key: _text(value.get(key))
+        key: text_or_none(value.get(key))
         for key in ("name", "street1", "street2", "city", "state", "postal_code", "country")
     }
     full = ", ".join(
@@ -437,10 +424,10 @@ def map_products(items: Iterable[dict[str, Any]]) -> list[NormalizedProduct]:
     for item in items:
         group = _dict(item.get("product_group"))
         key = (
-            _text(item.get("retailer_product_group_id"))
-            or _text(group.get("retailer_id"))
-            or _text(group.get("id"))
-            or _text(item.get("id"))
+            text_or_none(item.get("retailer_product_group_id"))
+            or text_or_none(group.get("retailer_id"))
+            or text_or_none(group.get("id"))
+            or text_or_none(item.get("id"))
         )
         if key is None:
             continue
@@ -457,7 +444,7 @@ def _common_prefix(names: list[str]) -> str:
 
 
 def _map_group(key: str, members: list[dict[str, Any]]) -> NormalizedProduct:
-    names = [_text(m.get("name")) or "" for m in members]
+    names = [text_or_none(m.get("name")) or "" for m in members]
     common = _common_prefix(names).rstrip(" -/(") if len(members) > 1 else names[0]
     name = common or names[0] or key
     variations = []
@@ -465,8 +452,8 @@ def _map_group(key: str, members: list[dict[str, Any]]) -> NormalizedProduct:
         rest = member_name[len(common) :].strip(" -/()") if common else member_name
         variations.append(
             ProductVariation(
-                external_variation_id=_text(member.get("id")),
-                sku=_text(member.get("retailer_id")),
+                external_variation_id=text_or_none(member.get("id")),
+                sku=text_or_none(member.get("retailer_id")),
                 name=rest or member_name or None,
                 price=display_price(member.get("price")),
                 stock=_stock(member),
@@ -476,8 +463,10 @@ def _map_group(key: str, members: list[dict[str, Any]]) -> NormalizedProduct:
     return NormalizedProduct(
         external_product_id=key,
         name=name,
-        status=_text(first.get("availability")) or _text(first.get("visibility")) or "unknown",
-        currency=_text(first.get("currency")),
+        status=text_or_none(first.get("availability"))
+        or text_or_none(first.get("visibility"))
+        or "unknown",
+        currency=text_or_none(first.get("currency")),
         updated_at=None,
         variations=variations,
         raw={"items": members},

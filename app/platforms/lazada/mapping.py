@@ -62,7 +62,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -84,6 +84,7 @@ from app.platforms.types import (
     PlatformCode,
     ProductVariation,
 )
+from app.platforms.values import MappingError, decimal_from, text_or_none
 
 PLATFORM = PlatformCode.LAZADA.value
 DEFAULT_CURRENCY = "THB"  # Lazada Thailand; order rows carry their own currency when given
@@ -148,8 +149,7 @@ TRANSIENT_TYPES = frozenset({"ISP", "SYSTEM"})
 _BAN_SECONDS = re.compile(r"ban will last (\d+(?:\.\d+)?) ?s", re.IGNORECASE)
 
 
-class LazadaMappingError(ValueError):
-    """A payload this mapper cannot read; the order becomes an `OrderFailure`."""
+LazadaMappingError = MappingError
 
 
 class LazadaPermanentError(PermanentError):
@@ -226,21 +226,12 @@ def classify_response(response: httpx.Response) -> dict[str, Any]:
 
 
 def money(value: Any) -> Decimal:
-    """Decimal from Lazada's strings ("1,299.00") or JSON numbers, never through float math."""
+    """Decimal from Lazada's strings ("1,299.00") or JSON numbers; a missing amount is zero."""
     if value is None or value == "":
         return Decimal("0")
-    if isinstance(value, bool):
-        raise LazadaMappingError(f"not an amount: {value!r}")
-    if isinstance(value, Decimal):
-        result = value
-    else:
-        try:
-            result = Decimal(str(value).strip().replace(",", ""))
-        except InvalidOperation as exc:
-            raise LazadaMappingError(f"not an amount: {value!r}") from exc
-    if not result.is_finite():
-        raise LazadaMappingError(f"not an amount: {value!r}")
-    return result
+    if isinstance(value, str):
+        value = value.replace(",", "")  # Lazada formats prices with thousands separators
+    return decimal_from(value)
 
 
 def parse_time(value: Any) -> datetime:
@@ -266,13 +257,6 @@ def parse_time(value: Any) -> datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=SITE_TZ)
     return parsed.astimezone(UTC)
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
 
 
 def order_id_of(order: Mapping[str, Any]) -> str:
@@ -312,20 +296,20 @@ def group_items(rows: Sequence[Mapping[str, Any]]) -> list[OrderItem]:
     """One `OrderItem` per SKU and unit price: Lazada sends one row per unit, no quantity."""
     grouped: dict[tuple[str, Decimal], OrderItem] = {}
     for row in rows:
-        sku = _text(row.get("sku")) or _text(row.get("shop_sku")) or ""
+        sku = text_or_none(row.get("sku")) or text_or_none(row.get("shop_sku")) or ""
         price = money(row.get("item_price"))
         key = (sku, price.normalize())
         item = grouped.get(key)
         if item is None:
             grouped[key] = OrderItem(
                 sku=sku or None,
-                name=_text(row.get("name")) or sku or "",
+                name=text_or_none(row.get("name")) or sku or "",
                 quantity=1,
                 unit_price=price,
                 discount=_row_discount(row),
-                variation=_text(row.get("variation")),
-                external_item_id=_text(row.get("order_item_id")),
-                external_product_id=_text(row.get("product_id")),
+                variation=text_or_none(row.get("variation")),
+                external_item_id=text_or_none(row.get("order_item_id")),
+                external_product_id=text_or_none(row.get("product_id")),
             )
         else:
             item.quantity += 1
@@ -336,18 +320,20 @@ def group_items(rows: Sequence[Mapping[str, Any]]) -> list[OrderItem]:
 def _address(raw: Any) -> Address | None:
     if not isinstance(raw, Mapping):
         return None
-    name = " ".join(p for p in (_text(raw.get("first_name")), _text(raw.get("last_name"))) if p)
-    parts = [_text(raw.get(f"address{i}")) for i in range(1, 6)]
+    name = " ".join(
+        p for p in (text_or_none(raw.get("first_name")), text_or_none(raw.get("last_name"))) if p
+    )
+    parts = [text_or_none(raw.get(f"address{i}")) for i in range(1, 6)]
     return Address(
         name=name or None,
-        phone=_text(raw.get("phone")) or _text(raw.get("phone2")),
+        phone=text_or_none(raw.get("phone")) or text_or_none(raw.get("phone2")),
         line1=parts[0],
         line2=parts[1],
         district=parts[3],
-        city=_text(raw.get("city")) or parts[3],
+        city=text_or_none(raw.get("city")) or parts[3],
         state=parts[2],
-        postal_code=_text(raw.get("post_code")) or parts[4],
-        country=_text(raw.get("country")),
+        postal_code=text_or_none(raw.get("post_code")) or parts[4],
+        country=text_or_none(raw.get("country")),
         full_address=", ".join(p for p in parts if p) or None,
     )
 
@@ -375,14 +361,17 @@ def map_order(order: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> No
         item_discounts = voucher
     discount = max(Decimal("0"), voucher - item_discounts)
 
-    currency = next((c for r in rows if (c := _text(r.get("currency")))), DEFAULT_CURRENCY)
+    currency = next((c for r in rows if (c := text_or_none(r.get("currency")))), DEFAULT_CURRENCY)
     buyer = " ".join(
         p
-        for p in (_text(order.get("customer_first_name")), _text(order.get("customer_last_name")))
+        for p in (
+            text_or_none(order.get("customer_first_name")),
+            text_or_none(order.get("customer_last_name")),
+        )
         if p
     )
     address = _address(order.get("address_shipping"))
-    payment = _text(order.get("payment_method"))
+    payment = text_or_none(order.get("payment_method"))
     return NormalizedOrder(
         external_order_id=external_id,
         status=status,
@@ -415,7 +404,7 @@ def _variation_name(sku: Mapping[str, Any]) -> str | None:
     if isinstance(props, Mapping):
         values = [str(v) for v in props.values() if v not in (None, "")]
         return "/".join(values) or None
-    return _text(sku.get("Variation"))
+    return text_or_none(sku.get("Variation"))
 
 
 def map_product(product: Mapping[str, Any]) -> NormalizedProduct:
@@ -423,7 +412,7 @@ def map_product(product: Mapping[str, Any]) -> NormalizedProduct:
     if not isinstance(product, Mapping) or product.get("item_id") in (None, ""):
         raise LazadaMappingError("product without item_id")
     attributes = product.get("attributes")
-    name = _text(attributes.get("name")) if isinstance(attributes, Mapping) else None
+    name = text_or_none(attributes.get("name")) if isinstance(attributes, Mapping) else None
     skus = product.get("skus")
     variations = []
     for sku in skus if isinstance(skus, list) else []:
@@ -432,8 +421,8 @@ def map_product(product: Mapping[str, Any]) -> NormalizedProduct:
         quantity = sku.get("quantity")
         variations.append(
             ProductVariation(
-                external_variation_id=_text(sku.get("SkuId")),
-                sku=_text(sku.get("SellerSku")),
+                external_variation_id=text_or_none(sku.get("SkuId")),
+                sku=text_or_none(sku.get("SellerSku")),
                 name=_variation_name(sku),
                 price=money(sku["price"]) if sku.get("price") not in (None, "") else None,
                 stock=int(quantity) if quantity not in (None, "") else None,

@@ -40,7 +40,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -62,6 +62,7 @@ from app.platforms.types import (
     OrderStatus,
     ProductVariation,
 )
+from app.platforms.values import MappingError, decimal_from, text_or_none
 
 PLATFORM = "shopee"
 
@@ -119,8 +120,7 @@ _AUTH_NOT_TOKEN_HINTS = (
 _AUTH_TRANSIENT_HINTS = ("system error",)
 
 
-class OrderMappingError(ValueError):
-    """One order payload could not be normalized; the message names the bad field."""
+OrderMappingError = MappingError
 
 
 def error_code(raw: object) -> str:
@@ -229,16 +229,7 @@ def classify_response(response: httpx.Response) -> dict[str, Any]:
 
 
 def money(value: object, field: str = "amount") -> Decimal:
-    """Decimal from a Shopee number or string, through `str` so a float is never rounded."""
-    if isinstance(value, bool) or value is None:
-        raise OrderMappingError(f"{field} is missing or not a number")
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation as exc:
-        raise OrderMappingError(f"{field} is not a number: {value!r}") from exc
-    if not amount.is_finite():
-        raise OrderMappingError(f"{field} is not a finite number: {value!r}")
-    return amount
+    return decimal_from(value, field)
 
 
 def optional_money(value: object, field: str) -> Decimal | None:
@@ -260,13 +251,6 @@ def optional_timestamp(value: object, field: str) -> datetime | None:
     if value in (None, "", 0, "0"):
         return None
     return timestamp(value, field)
-
-
-def _text(value: object) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
 
 
 def _int(value: object, field: str) -> int:
@@ -314,14 +298,14 @@ def map_item(raw: object, position: int) -> OrderItem:
     model_id = item.get("model_id")
     line_id = item.get("order_item_id") or model_id
     return OrderItem(
-        sku=_text(item.get("model_sku")) or _text(item.get("item_sku")),
-        name=_text(item.get("item_name")) or "",
+        sku=text_or_none(item.get("model_sku")) or text_or_none(item.get("item_sku")),
+        name=text_or_none(item.get("item_name")) or "",
         quantity=quantity,
         unit_price=unit_price,
         discount=discount,
-        variation=_text(item.get("model_name")),
-        external_item_id=_text(line_id) if line_id else None,
-        external_product_id=_text(item.get("item_id")),
+        variation=text_or_none(item.get("model_name")),
+        external_item_id=text_or_none(line_id) if line_id else None,
+        external_product_id=text_or_none(item.get("item_id")),
     )
 
 
@@ -330,15 +314,15 @@ def map_address(raw: object) -> Address | None:
     if not address:
         return None
     return Address(
-        name=_text(address.get("name")),
-        phone=_text(address.get("phone")),
+        name=text_or_none(address.get("name")),
+        phone=text_or_none(address.get("phone")),
         line1=None,  # Shopee gives the street only inside full_address
-        district=_text(address.get("district")) or _text(address.get("town")),
-        city=_text(address.get("city")),
-        state=_text(address.get("state")),
-        postal_code=_text(address.get("zipcode")),
-        country=_text(address.get("region")),
-        full_address=_text(address.get("full_address")),
+        district=text_or_none(address.get("district")) or text_or_none(address.get("town")),
+        city=text_or_none(address.get("city")),
+        state=text_or_none(address.get("state")),
+        postal_code=text_or_none(address.get("zipcode")),
+        country=text_or_none(address.get("region")),
+        full_address=text_or_none(address.get("full_address")),
     )
 
 
@@ -360,13 +344,13 @@ def map_order(raw: Mapping[str, Any]) -> NormalizedOrder:
 def _map_order(raw: Mapping[str, Any]) -> NormalizedOrder:
     if not isinstance(raw, Mapping):
         raise OrderMappingError("order is not an object")
-    order_sn = _text(raw.get("order_sn"))
+    order_sn = text_or_none(raw.get("order_sn"))
     if order_sn is None:
         raise OrderMappingError("order_sn is missing")
-    raw_status = _text(raw.get("order_status"))
+    raw_status = text_or_none(raw.get("order_status"))
     if raw_status is None:
         raise OrderMappingError("order_status is missing")
-    currency = _text(raw.get("currency"))
+    currency = text_or_none(raw.get("currency"))
     if currency is None:
         raise OrderMappingError("currency is missing")
     items = [map_item(item, i) for i, item in enumerate(_list(raw.get("item_list"), "item_list"))]
@@ -392,11 +376,11 @@ def _map_order(raw: Mapping[str, Any]) -> NormalizedOrder:
         discount=discount,
         total=total,
         items=items,
-        buyer_name=(address.name if address else None) or _text(raw.get("buyer_username")),
+        buyer_name=(address.name if address else None) or text_or_none(raw.get("buyer_username")),
         buyer_phone=address.phone if address else None,
         buyer_email=None,  # Shopee never shares the buyer's email
         shipping_address=address,
-        payment_method=_text(raw.get("payment_method")),
+        payment_method=text_or_none(raw.get("payment_method")),
         is_cod=raw.get("cod") is True,
         paid_at=optional_timestamp(raw.get("pay_time"), "pay_time"),
         raw=dict(raw),
@@ -421,7 +405,7 @@ def _price(price_info: object, field: str) -> tuple[Decimal | None, str | None]:
         return None, None
     first = _dict(entries[0], f"{field}[0]")
     price = first.get("current_price", first.get("original_price"))
-    return optional_money(price, f"{field}.current_price"), _text(first.get("currency"))
+    return optional_money(price, f"{field}.current_price"), text_or_none(first.get("currency"))
 
 
 def _stock(stock_info: object, field: str) -> int | None:
@@ -438,13 +422,13 @@ def _stock(stock_info: object, field: str) -> int | None:
 
 
 def _model_name(model: Mapping[str, Any], tiers: Sequence[Any]) -> str | None:
-    if _text(model.get("model_name")):
-        return _text(model.get("model_name"))
+    if text_or_none(model.get("model_name")):
+        return text_or_none(model.get("model_name"))
     options = []
     for tier, index in zip(tiers, _list(model.get("tier_index"), "tier_index"), strict=False):
         option_list = _list(_dict(tier, "tier_variation").get("option_list"), "option_list")
         if isinstance(index, int) and 0 <= index < len(option_list):
-            options.append(_text(_dict(option_list[index], "option").get("option")) or "")
+            options.append(text_or_none(_dict(option_list[index], "option").get("option")) or "")
     return "/".join(options) or None
 
 
@@ -462,7 +446,7 @@ def map_product(
 
 
 def _map_product(base: Mapping[str, Any], models: Mapping[str, Any] | None) -> NormalizedProduct:
-    item_id = _text(base.get("item_id"))
+    item_id = text_or_none(base.get("item_id"))
     if item_id is None:
         raise OrderMappingError("item_id is missing")
     base_price, currency = _price(base.get("price_info"), "price_info")
@@ -475,8 +459,8 @@ def _map_product(base: Mapping[str, Any], models: Mapping[str, Any] | None) -> N
             currency = currency or model_currency
             variations.append(
                 ProductVariation(
-                    external_variation_id=_text(entry.get("model_id")),
-                    sku=_text(entry.get("model_sku")),
+                    external_variation_id=text_or_none(entry.get("model_id")),
+                    sku=text_or_none(entry.get("model_sku")),
                     name=_model_name(entry, tiers),
                     price=price,
                     stock=_stock(entry.get("stock_info_v2"), "model.stock_info_v2"),
@@ -486,7 +470,7 @@ def _map_product(base: Mapping[str, Any], models: Mapping[str, Any] | None) -> N
         variations.append(
             ProductVariation(
                 external_variation_id="0",
-                sku=_text(base.get("item_sku")),
+                sku=text_or_none(base.get("item_sku")),
                 name=None,
                 price=base_price,
                 stock=_stock(base.get("stock_info_v2"), "stock_info_v2"),
@@ -494,8 +478,8 @@ def _map_product(base: Mapping[str, Any], models: Mapping[str, Any] | None) -> N
         )
     return NormalizedProduct(
         external_product_id=item_id,
-        name=_text(base.get("item_name")) or "",
-        status=_text(base.get("item_status")) or "UNKNOWN",
+        name=text_or_none(base.get("item_name")) or "",
+        status=text_or_none(base.get("item_status")) or "UNKNOWN",
         currency=currency,
         updated_at=optional_timestamp(base.get("update_time"), "update_time"),
         variations=variations,
