@@ -262,6 +262,7 @@ def main() -> None:
             timeout=600,
         )
         changed.raise_for_status()
+        time.sleep(1.1)  # a sync reads updates before its start second
         log_id = asyncio.run(new_log(url, connection_id))
         report, rss = run_worker_process([url, root, str(log_id), "100000"])
         print(line("incremental (1% changed)", report, rss))

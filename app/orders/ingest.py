@@ -8,16 +8,17 @@ their order in the same transaction."""
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.platforms.types import Address, NormalizedOrder, OrderItem
+from app.platforms.types import Address, NormalizedOrder
 
 
 @dataclass(slots=True)
@@ -33,31 +34,20 @@ class IngestResult:
 
 
 def _json_default(value: object) -> str:
-    return str(value)  # Decimal, datetime and enums: their exact text
+    if isinstance(value, Decimal):
+        return str(value)  # exact text, never a float
+    raise TypeError(f"cannot serialize {type(value).__name__}")
 
 
+_HASHED_FIELDS = tuple(f.name for f in fields(NormalizedOrder) if f.name != "raw")
 _ADDRESS_FIELDS = tuple(f.name for f in fields(Address))
-_ITEM_FIELDS = tuple(f.name for f in fields(OrderItem))
-_HASHED_FIELDS = tuple(f.name for f in fields(NormalizedOrder) if f.name not in ("raw", "items"))
 
 
 def content_hash(order: NormalizedOrder) -> bytes:
-    """A digest of everything normalized (not the raw payload, whose noise we ignore). Built
-    from plain tuples: `dataclasses.asdict` would deep-copy the raw payload on the hot path."""
-    content = (
-        tuple(
-            _address_tuple(order.shipping_address)
-            if name == "shipping_address"
-            else getattr(order, name)
-            for name in _HASHED_FIELDS
-        ),
-        tuple(tuple(getattr(item, name) for name in _ITEM_FIELDS) for item in order.items),
-    )
-    return hashlib.blake2b(repr(content).encode(), digest_size=16).digest()
-
-
-def _address_tuple(address: Address | None) -> tuple[Any, ...] | None:
-    return None if address is None else tuple(getattr(address, n) for n in _ADDRESS_FIELDS)
+    """A digest of everything normalized (items included, the raw payload not: its noise is
+    no change). orjson encodes the dataclasses, times and enums natively and fast."""
+    content = [getattr(order, name) for name in _HASHED_FIELDS]
+    return hashlib.blake2b(orjson.dumps(content, default=_json_default), digest_size=16).digest()
 
 
 def _address(order: NormalizedOrder) -> dict[str, Any] | None:
@@ -149,7 +139,7 @@ _INSERT_ITEMS = text(_insert_items_sql())
 def _dumps(value: Any) -> str | None:
     if value is None:
         return None
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    return orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _order_columns(
@@ -212,7 +202,9 @@ async def upsert_orders(
     if not written:
         return result
     ids_by_external = {row.external_order_id: row.id for row in written}
-    await session.execute(_DELETE_ITEMS, {"ids": list(ids_by_external.values())})
+    replaced = [row.id for row in written if not row.inserted]
+    if replaced:
+        await session.execute(_DELETE_ITEMS, {"ids": replaced})
     items: dict[str, list[Any]] = {name: [] for name, _ in _ITEM_COLUMNS}
     for external_id, order_id in ids_by_external.items():
         for line_no, item in enumerate(latest[external_id].items, start=1):

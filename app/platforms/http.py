@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -11,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
+import orjson
 
 from app.config import ClientTuning
 from app.platforms.errors import MarketplaceError, RateLimitedError, TransientError
@@ -82,8 +82,8 @@ def decode_json(response: httpx.Response, platform: str) -> dict[str, Any]:
     """The body as a JSON object; a malformed body is transient (proxies and overloaded
     gateways answer HTML), so it is retried rather than trusted."""
     try:
-        payload = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        payload = orjson.loads(response.content)
+    except orjson.JSONDecodeError as exc:
         raise TransientError(
             f"Malformed JSON from the platform (HTTP {response.status_code})",
             platform=platform,

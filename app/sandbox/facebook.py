@@ -29,10 +29,10 @@ from urllib.parse import parse_qsl, urlencode
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from app.sandbox.common import Faults, apply_faults, read_json_or_none
+from app.sandbox.common import Faults, JSONResponse, apply_faults, read_json_or_none
 from app.sandbox.seed import STATUSES, SeededShop, SeedOrder
 
 ALL_STATES = ("FB_PROCESSING", "CREATED", "IN_PROGRESS", "COMPLETED")

@@ -28,11 +28,11 @@ from urllib.parse import parse_qsl
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from app.platforms.lazada.auth import push_signature, sign
-from app.sandbox.common import Faults, TokenRegistry, apply_faults, read_json_or_none
+from app.sandbox.common import Faults, JSONResponse, TokenRegistry, apply_faults, read_json_or_none
 from app.sandbox.seed import STATUSES, SeededShop, SeedOrder, SeedProduct, SeedVariation
 
 TH = timezone(timedelta(hours=7))

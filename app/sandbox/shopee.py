@@ -29,10 +29,10 @@ from typing import Any, Literal
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from app.sandbox.common import Faults, TokenRegistry, apply_faults, read_json_or_none
+from app.sandbox.common import Faults, JSONResponse, TokenRegistry, apply_faults, read_json_or_none
 from app.sandbox.seed import STATUSES, SeededShop, SeedOrder, SeedProduct
 
 TIMESTAMP_TOLERANCE = 300
