@@ -60,7 +60,7 @@ class Progress:
                 self.events["rateLimitWaitSeconds"] = round(
                     waited + float(data.get("delaySeconds", 0)), 3
                 )
-        elif event == "rate_limit_wait":
+        elif event in ("rate_limit_wait", "rate_limit_pause"):
             waited = self.events.get("throttleWaitSeconds", 0.0)
             self.events["throttleWaitSeconds"] = round(waited + float(data.get("seconds", 0)), 3)
 
