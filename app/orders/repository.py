@@ -27,7 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.errors import ServiceUnavailableError
 from app.orders.schemas import OrderSort
 
-# (column, descending, SQL type of a cursor value): each key with `id` matches an index.
+# (column, descending, SQL type of a cursor value). (user_id, order_created_at, id) is indexed;
+# the updatedAt and total sorts sort the user's (or filter's) rows until indexes on
+# (user_id, order_updated_at, id) and (user_id, total, id) exist.
 SORT_KEYS: dict[OrderSort, tuple[str, bool, str]] = {
     OrderSort.CREATED_DESC: ("order_created_at", True, "timestamptz"),
     OrderSort.CREATED_ASC: ("order_created_at", False, "timestamptz"),
@@ -45,8 +47,8 @@ ORDER_COLUMNS = """o.id, o.connection_id::text AS connection_id, o.platform_code
     o.payment_method, o.is_cod, o.order_created_at, o.order_updated_at, o.paid_at,
     o.updated_at"""
 # One index probe per order of the page, inside the statement (no N+1 round trips).
-ITEMS = """ARRAY(SELECT ROW(i.sku, i.name, i.variation, i.quantity, i.unit_price::text,
-                 i.discount::text, i.external_item_id, i.external_product_id)
+ITEMS = """ARRAY(SELECT ARRAY[i.sku, i.name, i.variation, i.quantity::text, i.unit_price::text,
+                       i.discount::text, i.external_item_id, i.external_product_id]
       FROM marketplace_order_items i WHERE i.order_id = {order}.id ORDER BY i.line_no)"""
 
 # A search term shorter than this (in digits) matches too many phone numbers to be useful.

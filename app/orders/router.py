@@ -10,7 +10,7 @@ from app.auth import CurrentUser, ensure_same_user
 from app.orders import service
 from app.orders.repository import OrderFilter
 from app.orders.schemas import OrderDetailResponse, OrderListResponse, OrderSort
-from app.platforms.types import PlatformCode
+from app.platforms.types import OrderStatus, PlatformCode
 from app.uow import UowDep
 
 router = APIRouter(prefix="/api/marketplace", tags=["orders"])
@@ -32,8 +32,10 @@ async def list_orders(
     status: Annotated[
         list[str] | None,
         Query(
-            description="Normalized status; repeat the parameter or separate values by commas",
-            max_length=256,
+            description="Normalized status, one or more of: "
+            + ", ".join(s.value for s in OrderStatus)
+            + ". Repeat the parameter or separate the values by commas.",
+            max_length=20,
         ),
     ] = None,
     created_from: Annotated[
@@ -71,8 +73,12 @@ async def list_orders(
         ),
     ] = True,
 ) -> Response:
-    """Orders of every connection of the user, newest first, in one shape. Page with `offset`
-    (as documented) or, faster at any depth, with `cursor` = the previous page's `nextCursor`."""
+    """Orders of every connection of the user, newest first, in one shape: money as decimal
+    strings, times in UTC, line items included (the raw payload is on the detail endpoint).
+
+    Page with `offset` (as documented) or, fast at any depth and stable while new orders
+    arrive, with `cursor` = the previous page's `nextCursor`. `pagination.total` counts every
+    order matching the filters; `includeTotal=false` skips that count for very large shops."""
     owner = ensure_same_user(user, user_id)
     created_from, created_to = service.as_utc(created_from), service.as_utc(created_to)
     service.check_created_range(created_from, created_to)

@@ -13,9 +13,14 @@ from pydantic import Field, PlainSerializer
 from app.platforms.types import OrderStatus, PlatformCode
 from app.schemas import CamelModel
 
+
+def _plain(value: Decimal) -> str:
+    return format(value, "f")  # str() would give "1E-7" for some stored values
+
+
 Money = Annotated[
     Decimal,
-    PlainSerializer(str, return_type=str, when_used="always"),
+    PlainSerializer(_plain, return_type=str, when_used="always"),
     Field(json_schema_extra={"type": "string", "format": "decimal", "examples": ["1234.50"]}),
 ]
 

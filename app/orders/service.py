@@ -147,21 +147,30 @@ def _order(row: Any) -> dict[str, Any]:
         "updatedAt": row["order_updated_at"],
         "paidAt": row["paid_at"],
         "syncedAt": row["updated_at"],
-        "items": [dict(zip(_ITEM_KEYS, item, strict=True)) for item in row["items"]],
+        # Each item is a text array in the element order of repository.ITEMS.
+        "items": [
+            {
+                "sku": sku,
+                "name": name,
+                "variation": variation,
+                "quantity": int(quantity),
+                "unitPrice": unit_price,
+                "discount": discount,
+                "externalItemId": external_item_id,
+                "externalProductId": external_product_id,
+            }
+            for (
+                sku,
+                name,
+                variation,
+                quantity,
+                unit_price,
+                discount,
+                external_item_id,
+                external_product_id,
+            ) in row["items"]
+        ],
     }
-
-
-# The order of the item ROW(...) in repository.ORDER_COLUMNS.
-_ITEM_KEYS = (
-    "sku",
-    "name",
-    "variation",
-    "quantity",
-    "unitPrice",
-    "discount",
-    "externalItemId",
-    "externalProductId",
-)
 
 
 async def list_orders(session: AsyncSession, params: ListParams) -> bytes:

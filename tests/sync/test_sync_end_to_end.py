@@ -161,6 +161,8 @@ async def test_faults_mid_sync_still_store_every_order(
     retries = summary["details"]["retries"]
     assert retries.get("rate_limited", 0) >= 2
     assert retries.get("transient", 0) >= 2
+    assert summary["details"]["tokenRefreshes"] == 1
+    assert summary["details"]["lastRetryError"]
 
 
 async def test_expired_token_mid_sync_is_refreshed_and_recorded(
@@ -350,3 +352,33 @@ async def test_bad_sync_bodies_name_the_field(api: httpx.AsyncClient) -> None:
     )
     assert response.status_code == 422
     assert [f["field"] for f in response.json()["error"]["fields"]] == ["connectionId"]
+
+
+async def test_reauthorizing_a_connection_triggers_a_catch_up_sync(
+    api: httpx.AsyncClient,
+    sandbox: RunningSandbox,
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    connection, credentials = await connect_shop(api, sandbox, "lazada", order_count=40)
+    async with session_factory() as session:
+        await session.execute(
+            update(MarketplaceConnection)
+            .where(MarketplaceConnection.id == uuid.UUID(connection["id"]))
+            .values(status="reauth_required", status_reason="Token revoked")
+        )
+        await session.commit()
+    response = await api.patch(
+        f"/api/marketplace/connections/{connection['id']}",
+        json={"credentials": {"accessToken": credentials["accessToken"]}},
+        headers=auth_headers("seller-1"),
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["status"] == "active"
+    for _ in range(200):
+        async with session_factory() as session:
+            log = await session.scalar(select(MarketplaceSyncLog))
+        if log is not None and log.status != "running":
+            break
+        await asyncio.sleep(0.05)
+    assert log is not None
+    assert (log.trigger, log.status, log.orders_created) == ("reauthorized", "success", 40)

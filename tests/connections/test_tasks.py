@@ -1,0 +1,104 @@
+"""Jobs through a real arq worker in burst mode."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+from arq.connections import ArqRedis
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.connections.tasks import verify_all_connections
+from app.crypto import CredentialCipher
+from app.models import MarketplaceConnection, MarketplaceSyncLog
+from app.sync.tasks import schedule_due_syncs
+from app.worker import create_worker
+from app.worker_context import WorkerContext
+from tests.conftest import (
+    ENCRYPTION_KEY,
+    RunningSandbox,
+    auth_headers,
+    connection_body,
+    create_sandbox_shop,
+)
+
+
+async def run_burst(settings: Settings) -> None:
+    worker = create_worker(settings, burst=True, handle_signals=False, poll_delay=0.01)
+    try:
+        await worker.async_run()
+    finally:
+        await worker.close()
+
+
+async def connect(api: httpx.AsyncClient, sandbox: RunningSandbox, **extra: Any) -> str:
+    credentials = await create_sandbox_shop(sandbox, "shopee", order_count=15)
+    body = {**connection_body("u1", "shopee", credentials), **extra}
+    response = await api.post("/api/marketplace/connections", json=body, headers=auth_headers("u1"))
+    assert response.status_code == 201, response.text
+    connection_id: str = response.json()["data"]["id"]
+    return connection_id
+
+
+async def test_verify_job_marks_refused_credentials(
+    api: httpx.AsyncClient,
+    sandbox: RunningSandbox,
+    settings: Settings,
+    redis: ArqRedis,
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    healthy = await connect(api, sandbox)
+    broken = await connect(api, sandbox)
+    cipher = CredentialCipher([ENCRYPTION_KEY])
+    async with session_factory() as session:
+        await session.execute(
+            update(MarketplaceConnection)
+            .where(MarketplaceConnection.id == uuid.UUID(broken))
+            .values(api_secret_encrypted=cipher.encrypt("revoked-partner-key"))
+        )
+        await session.commit()
+
+    wc = WorkerContext.create(settings, redis=redis)
+    try:
+        assert await verify_all_connections({"app": wc, "redis": redis}) == 2
+    finally:
+        await wc.close()
+    await run_burst(settings)
+
+    listed = (await api.get("/api/marketplace/connections", headers=auth_headers("u1"))).json()[
+        "data"
+    ]
+    by_id = {c["id"]: c for c in listed}
+    assert by_id[healthy]["status"] == "active"
+    assert by_id[broken]["status"] == "error"
+    assert by_id[broken]["statusReason"]
+
+
+async def test_scheduled_sync_runs_when_its_interval_has_passed(
+    api: httpx.AsyncClient,
+    sandbox: RunningSandbox,
+    settings: Settings,
+    redis: ArqRedis,
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    scheduled = await connect(api, sandbox, syncIntervalMinutes=15)
+    await connect(api, sandbox)  # no schedule: left alone
+
+    wc = WorkerContext.create(settings, redis=redis)
+    try:
+        assert await schedule_due_syncs({"app": wc, "redis": redis}) == 1
+        # Within its interval after that run, nothing more is due.
+        await run_burst(settings)
+        assert await schedule_due_syncs({"app": wc, "redis": redis}) == 0
+    finally:
+        await wc.close()
+
+    async with session_factory() as session:
+        logs = (await session.scalars(select(MarketplaceSyncLog))).all()
+    assert [(str(log.connection_id), log.trigger, log.status) for log in logs] == [
+        (scheduled, "schedule", "success")
+    ]
+    assert logs[0].orders_created == 15
