@@ -202,9 +202,11 @@ def auth_headers(user_id: str, **kwargs: Any) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def running_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def running_app(
+    settings: Settings, platform_http: httpx.AsyncClient | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
     """The API over ASGI, with its lifespan (database, Redis, marketplace HTTP client)."""
-    app = create_app(settings)
+    app = create_app(settings, platform_http=platform_http)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://omni.test") as client:
