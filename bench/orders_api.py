@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -130,18 +131,20 @@ def _money(cents: int) -> Decimal:
 
 
 def _order_rows(
-    rng: random.Random, connections: list[tuple[uuid.UUID, str, str]], now: datetime
+    rng: random.Random,
+    connections: list[tuple[uuid.UUID, str, str]],
+    now: datetime,
+    first_id: int,
 ) -> Iterator[tuple[tuple[object, ...], list[tuple[object, ...]]]]:
     """Orders in creation order across every shop, as syncs would store them over a year, so
     one user's orders are spread over the whole table (no flattering physical clustering)."""
     statuses = [s for s, _ in STATUSES]
     weights = [w for _, w in STATUSES]
-    times = sorted(
-        (rng.random(), i % len(connections)) for i in range(ORDERS)
-    )  # fraction of the year, connection index
+    # (fraction of the year, connection index), oldest first.
+    times = sorted((rng.random(), i % len(connections)) for i in range(ORDERS))
     year = timedelta(days=365).total_seconds()
     start = now - timedelta(days=365)
-    for order_id, (fraction, conn_index) in enumerate(times, start=1):
+    for order_id, (fraction, conn_index) in enumerate(times, start=first_id + 1):
         connection_id, owner, platform = connections[conn_index]
         created = start + timedelta(seconds=fraction * year)
         updated = created + timedelta(minutes=rng.randint(1, 20_000))
@@ -223,7 +226,9 @@ async def build_dataset(url: str) -> None:
         print("data set: building 1,000,000 orders (a few minutes, once)")
         started = time.perf_counter()
         # Cascades to the bench users' orders and items; other users' rows are left alone.
-        await conn.execute("DELETE FROM marketplace_connections WHERE user_id LIKE $1", "bench-%")
+        await conn.execute(
+            "DELETE FROM marketplace_connections WHERE user_id LIKE $1", USER_PREFIX + "%"
+        )
         cipher = CredentialCipher([CredentialCipher.generate_key()])
         placeholder = cipher.encrypt("bench-placeholder")
         now = datetime.now(UTC)
@@ -233,8 +238,14 @@ async def build_dataset(url: str) -> None:
         await conn.copy_records_to_table(
             "marketplace_connections",
             records=[
-                (cid, owner, platform, f"{abs(hash(cid)) % 10**9}", f"Shop {owner} {platform}")
-                + (placeholder, placeholder, placeholder, now, now)
+                (
+                    cid,
+                    owner,
+                    platform,
+                    str(cid.int % 10**9),
+                    f"Shop {owner} {platform}",
+                    *(placeholder, placeholder, placeholder, now, now),
+                )
                 for cid, owner, platform in connections
             ],
             columns=(
@@ -255,9 +266,9 @@ async def build_dataset(url: str) -> None:
         orders: list[tuple[object, ...]] = []
         items: list[tuple[object, ...]] = []
         done = 0
-        for row, row_items in _order_rows(rng, connections, now):
-            orders.append((row[0] + first_id, *row[1:]))  # type: ignore[operator]
-            items.extend((item[0] + first_id, *item[1:]) for item in row_items)  # type: ignore[operator]
+        for row, row_items in _order_rows(rng, connections, now, first_id):
+            orders.append(row)
+            items.extend(row_items)
             if len(orders) == CHUNK:
                 await _copy(conn, orders, items)
                 done += len(orders)
@@ -385,35 +396,74 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-@dataclass
 class CpuProbe:
-    """CPU used by the API processes and by their PostgreSQL backends (same host only; the
-    CPU of a backend that closes during a run is lost, so PostgreSQL figures are a floor)."""
+    """CPU used by the API processes and by their PostgreSQL backends, sampled from /proc every
+    0.2 s during a run (same host only), and the database connections opened meanwhile."""
 
-    server_pid: int
-    database_url: str
+    def __init__(self, server_pid: int, database_url: str) -> None:
+        self.server_pid = server_pid
+        self.database_url = database_url
+        self._baseline: dict[str, float] = {}
+        self._last: dict[str, float] = {}
+        self._sessions = 0
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._conn: asyncpg.Connection | None = None
 
-    async def sample(self) -> dict[str, float]:
-        conn = await asyncpg.connect(asyncpg_dsn(self.database_url))
-        try:
-            backends = await conn.fetch(
-                "SELECT pid FROM pg_stat_activity "
-                "WHERE application_name = 'omni-sales' AND datname = current_database()"
-            )
-        finally:
-            await conn.close()
-        api = [self.server_pid, *_children(self.server_pid)]
-        cpu = {f"api:{pid}": _cpu_seconds(pid) for pid in api}
+    async def _read(self) -> dict[str, float]:
+        assert self._conn is not None
+        backends = await self._conn.fetch(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE application_name = 'omni-sales' AND datname = current_database()"
+        )
+        cpu = {
+            f"api:{pid}": _cpu_seconds(pid)
+            for pid in (self.server_pid, *_children(self.server_pid))
+        }
         cpu.update({f"db:{row['pid']}": _cpu_seconds(row["pid"]) for row in backends})
         return cpu
 
-    @staticmethod
-    def used(before: dict[str, float], after: dict[str, float], kind: str) -> float:
-        return sum(
-            seconds - before.get(key, 0.0)
-            for key, seconds in after.items()
-            if key.startswith(kind + ":")
+    async def _sessions_opened(self) -> int:
+        assert self._conn is not None
+        # pg_stat_database.sessions counts every connection ever made to the database.
+        value = await self._conn.fetchval(
+            "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
         )
+        return int(value or 0)
+
+    async def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._last.update(await self._read())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), 0.2)
+
+    async def start(self) -> None:
+        self._conn = await asyncpg.connect(asyncpg_dsn(self.database_url))
+        self._baseline = await self._read()
+        self._last = dict(self._baseline)
+        self._sessions = await self._sessions_opened()
+        self._stop.clear()
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> tuple[float, float, int]:
+        """API CPU seconds, PostgreSQL CPU seconds, connections opened since start()."""
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+        self._last.update(await self._read())
+        await asyncio.sleep(0.6)  # the statistics collector flushes about every 0.5 s
+        sessions = await self._sessions_opened() - self._sessions
+        assert self._conn is not None
+        await self._conn.close()
+
+        def used(kind: str) -> float:
+            return sum(
+                seconds - self._baseline.get(key, 0.0)
+                for key, seconds in self._last.items()
+                if key.startswith(kind + ":")
+            )
+
+        return used("api"), used("db"), sessions
 
 
 @dataclass
@@ -426,6 +476,7 @@ class Result:
     cpu_api: float
     cpu_db: float
     cpu_client: float
+    connections_opened: int
 
     def row(self) -> str:
         ordered = sorted(self.latencies)
@@ -437,15 +488,17 @@ class Result:
         )
         return (
             f"| {self.name:<30} | {self.requests:>8} | {rate:>7.0f} | {p50:>6.1f} | {p99:>6.1f} "
-            f"| {self.errors:>6} | {api:>7.2f} | {db:>10.2f} | {client:>9.2f} |"
+            f"| {self.errors:>6} | {api:>7.2f} | {db:>10.2f} | {client:>9.2f} "
+            f"| {self.connections_opened:>8} |"
         )
 
 
 HEADER = (
     f"| {'scenario':<30} | {'requests':>8} | {'req/s':>7} | {'p50 ms':>6} | {'p99 ms':>6} "
-    f"| {'errors':>6} | {'API CPU':>7} | {'PostgreSQL':>10} | {'load gen.':>9} |\n"
+    f"| {'errors':>6} | {'API CPU':>7} | {'PostgreSQL':>10} | {'load gen.':>9} "
+    f"| {'new DB connections':>8} |\n"
     f"|{'-' * 32}|{'-' * 9}:|{'-' * 8}:|{'-' * 7}:|{'-' * 7}:|{'-' * 7}:|{'-' * 8}:"
-    f"|{'-' * 11}:|{'-' * 10}:|"
+    f"|{'-' * 11}:|{'-' * 10}:|{'-' * 19}:|"
 )
 
 Request = tuple[str, dict[str, str | int], dict[str, str]]
@@ -482,25 +535,16 @@ async def drive(
     clients = [
         httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) for _ in range(concurrency)
     ]
-    before = await probe.sample()
+    await probe.start()
     client_cpu = time.process_time()
     started = time.perf_counter()
     await asyncio.gather(*(client_loop(client) for client in clients))
     seconds = time.perf_counter() - started
     client_cpu = time.process_time() - client_cpu
-    after = await probe.sample()
+    api_cpu, db_cpu, connections = await probe.stop()
     for client in clients:
         await client.aclose()
-    return Result(
-        name,
-        total,
-        seconds,
-        latencies,
-        errors,
-        probe.used(before, after, "api"),
-        probe.used(before, after, "db"),
-        client_cpu,
-    )
+    return Result(name, total, seconds, latencies, errors, api_cpu, db_cpu, client_cpu, connections)
 
 
 async def collect_cursors(
@@ -565,9 +609,14 @@ async def run_scenarios(server: Server, requests: int, concurrency: int) -> list
     ]
     # Warm-up: connection pools, prepared statements, page cache.
     await drive(base_url, "warm-up", first_page, min(requests, 1000), concurrency, probe)
-    return [
+    results = [
         await drive(base_url, name, make, requests, concurrency, probe) for name, make in scenarios
     ]
+    # Service time without queueing: one client, one request at a time.
+    results.append(
+        await drive(base_url, "first page, 1 client", first_page, requests // 5, 1, probe)
+    )
+    return results
 
 
 def main() -> None:
@@ -591,8 +640,9 @@ def main() -> None:
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())
         print(
             f"\nGET /api/marketplace/orders: {args.concurrency} concurrent clients, {workers} "
-            f"uvicorn worker(s), {os.cpu_count()} CPUs, load average after the run {load}; "
-            "CPU columns in ms per request"
+            f"uvicorn worker(s), {os.cpu_count()} CPUs, load average after the run {load}.\n"
+            "CPU columns: milliseconds per request; new DB connections: opened by the API "
+            "while the scenario ran (pool churn)"
         )
         print(HEADER)
         for result in results:

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Path, Query, Response
 
 from app.auth import CurrentUser, ensure_same_user
 from app.orders import service
-from app.orders.repository import OrderFilter
 from app.orders.schemas import OrderDetailResponse, OrderListResponse, OrderSort
 from app.platforms.types import OrderStatus, PlatformCode
 from app.uow import UowDep
@@ -79,20 +78,14 @@ async def list_orders(
     Page with `offset` (as documented) or, fast at any depth and stable while new orders
     arrive, with `cursor` = the previous page's `nextCursor`. `pagination.total` counts every
     order matching the filters; `includeTotal=false` skips that count for very large shops."""
-    owner = ensure_same_user(user, user_id)
-    created_from, created_to = service.as_utc(created_from), service.as_utc(created_to)
-    service.check_created_range(created_from, created_to)
-    search = q.strip() if q else None
-    params = service.ListParams(
-        filter=OrderFilter(
-            user_id=owner,
-            platform_code=platform_code.value if platform_code else None,
-            connection_id=connection_id,
-            statuses=service.parse_statuses(status),
-            created_from=created_from,
-            created_to=created_to,
-            q=search or None,
-        ),
+    params = service.list_params(
+        ensure_same_user(user, user_id),
+        platform_code=platform_code,
+        connection_id=connection_id,
+        statuses=status,
+        created_from=created_from,
+        created_to=created_to,
+        q=q,
         sort=sort,
         limit=limit,
         offset=offset,

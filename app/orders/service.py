@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ from app.errors import NotFoundError, ValidationFailed
 from app.orders import repository
 from app.orders.repository import OrderFilter, PageRequest
 from app.orders.schemas import AddressOut, OrderSort
-from app.platforms.types import OrderStatus
+from app.platforms.types import OrderStatus, PlatformCode
 
 _CURSOR_VERSION = 1
 _STATUSES = {s.value for s in OrderStatus}
@@ -51,16 +52,25 @@ def parse_statuses(values: Sequence[str] | None) -> list[str]:
     return statuses
 
 
-def as_utc(value: datetime | None) -> datetime | None:
+def clean_search(q: str | None) -> str | None:
+    if q is None or not q.strip():
+        return None
+    # PostgreSQL text cannot hold NUL; the driver would fail the whole query.
+    if "\x00" in q:
+        raise invalid("q", "q must not contain NUL characters")
+    return q.strip()
+
+
+def as_utc(value: datetime | None, parameter: str) -> datetime | None:
     """Naive times are UTC."""
     if value is None:
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def check_created_range(created_from: datetime | None, created_to: datetime | None) -> None:
-    if created_from is not None and created_to is not None and created_from > created_to:
-        raise invalid("createdFrom", "createdFrom must not be later than createdTo")
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # e.g. year 1 with a positive offset
+        raise invalid(parameter, "Time out of range") from exc
 
 
 def _sort_key_kind(sort: OrderSort) -> str:
@@ -84,13 +94,22 @@ def decode_cursor(cursor: str, sort: OrderSort) -> tuple[datetime | Decimal, int
         key: datetime | Decimal
         if _sort_key_kind(OrderSort(cursor_sort)) == "money":
             key = Decimal(text)
-            if not key.is_finite():
+            # Bounds keep a tampered cursor from overflowing the numeric type in PostgreSQL.
+            if not key.is_finite() or abs(key.adjusted()) > 100:
                 raise ValueError("bad amount")
         else:
             key = datetime.fromisoformat(text)
             if key.tzinfo is None:
                 raise ValueError("naive time")
-    except (ValueError, TypeError, binascii.Error, InvalidOperation, UnicodeDecodeError) as exc:
+            key = key.astimezone(UTC)
+    except (
+        ValueError,
+        TypeError,
+        OverflowError,
+        binascii.Error,
+        InvalidOperation,
+        UnicodeDecodeError,
+    ) as exc:
         raise invalid("cursor", "Malformed cursor; pass nextCursor from a previous page") from exc
     if cursor_sort != sort.value:
         raise invalid(
@@ -107,6 +126,45 @@ class ListParams:
     offset: int
     cursor: str | None
     include_total: bool = True
+
+
+def list_params(
+    owner: str,
+    *,
+    platform_code: PlatformCode | None,
+    connection_id: uuid.UUID | None,
+    statuses: Sequence[str] | None,
+    created_from: datetime | None,
+    created_to: datetime | None,
+    q: str | None,
+    sort: OrderSort,
+    limit: int,
+    offset: int,
+    cursor: str | None,
+    include_total: bool,
+) -> ListParams:
+    """The checks FastAPI's parameter types cannot express, each a 422 naming its parameter."""
+    start, end = as_utc(created_from, "createdFrom"), as_utc(created_to, "createdTo")
+    if start is not None and end is not None and start > end:
+        raise invalid("createdFrom", "createdFrom must not be later than createdTo")
+    if cursor is not None and offset:
+        raise invalid("cursor", "Use either cursor or offset, not both")
+    return ListParams(
+        filter=OrderFilter(
+            user_id=owner,
+            platform_code=platform_code.value if platform_code else None,
+            connection_id=connection_id,
+            statuses=parse_statuses(statuses),
+            created_from=start,
+            created_to=end,
+            q=clean_search(q),
+        ),
+        sort=sort,
+        limit=limit,
+        offset=offset,
+        cursor=cursor,
+        include_total=include_total,
+    )
 
 
 _ADDRESS_KEYS = tuple((name, to_camel(name)) for name in AddressOut.model_fields)
@@ -175,8 +233,6 @@ def _order(row: Any) -> dict[str, Any]:
 
 async def list_orders(session: AsyncSession, params: ListParams) -> bytes:
     """The response body (OrderListResponse) as JSON."""
-    if params.cursor is not None and params.offset:
-        raise invalid("cursor", "Use either cursor or offset, not both")
     after = decode_cursor(params.cursor, params.sort) if params.cursor is not None else None
     page = await repository.list_page(
         session,

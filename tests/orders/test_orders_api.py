@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -498,6 +500,7 @@ async def test_search_by_order_id_buyer_name_or_phone(
         ("status", {"status": "nope"}),
         ("createdFrom", {"createdFrom": "yesterday"}),
         ("createdTo", {"createdTo": "2024-13-01"}),
+        ("createdTo", {"createdTo": "0001-01-01T00:00:00+05:00"}),
         ("createdFrom", {"createdFrom": "2024-03-02T00:00:00Z", "createdTo": "2024-03-01"}),
         ("sort", {"sort": "name"}),
         ("sort", {"sort": "-id"}),
@@ -509,12 +512,48 @@ async def test_search_by_order_id_buyer_name_or_phone(
         ("cursor", {"cursor": "garbage"}),
         ("cursor", {"cursor": "W10"}),  # valid base64 of a wrong structure
         ("q", {"q": "x" * 129}),
+        ("q", {"q": "a\x00b"}),
     ],
 )
 async def test_bad_parameters_are_422_naming_the_parameter(
     orders_api: httpx.AsyncClient, parameter: str, params: dict[str, Any]
 ) -> None:
     await assert_422(orders_api, parameter, **params)
+
+
+def forged_cursor(*parts: Any) -> str:
+    payload = json.dumps(list(parts), separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    ("sort", "cursor"),
+    [
+        ("-createdAt", forged_cursor(1, "-createdAt", "0001-01-01T00:00:00+05:00", 5)),
+        ("-createdAt", forged_cursor(1, "-createdAt", "2024-03-01T12:00:00", 5)),  # naive
+        ("-createdAt", forged_cursor(1, "-createdAt", "2024-03-01T12:00:00Z", 2**63)),
+        ("-createdAt", forged_cursor(1, "-createdAt", "2024-03-01T12:00:00Z", "5")),
+        ("-createdAt", forged_cursor(2, "-createdAt", "2024-03-01T12:00:00Z", 5)),
+        ("-total", forged_cursor(1, "-total", "1E+1000000", 5)),
+        ("-total", forged_cursor(1, "-total", "NaN", 5)),
+        ("-total", forged_cursor(1, "-total", "12.5", 5, "extra")),
+        ("-total", forged_cursor(1, "nonsense", "12.5", 5)),
+    ],
+)
+async def test_forged_cursors_are_422_never_500(
+    orders_api: httpx.AsyncClient, sort: str, cursor: str
+) -> None:
+    await assert_422(orders_api, "cursor", sort=sort, cursor=cursor)
+
+
+async def test_a_valid_forged_cursor_pages_like_a_real_one(
+    orders_api: httpx.AsyncClient, session_factory: SessionFactory
+) -> None:
+    connection = await add_connection(session_factory, USER)
+    await add_orders(session_factory, connection, series("F", 6))  # totals 100 .. 105
+    cursor = forged_cursor(1, "-total", "103", 2**62)
+    body = await get_list(orders_api, sort="-total", cursor=cursor)
+    assert external_ids(body["data"]) == ["F0003", "F0002", "F0001", "F0000"]
 
 
 async def test_cursor_of_another_sort_or_with_offset_is_422(
