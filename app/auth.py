@@ -3,6 +3,7 @@ user id, and it must equal any `userId` the request names."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ from app.config import Settings
 from app.errors import ForbiddenError, UnauthorizedError
 
 LEEWAY_SECONDS = 30
+VERIFIED_CACHE_SIZE = 4096
 
 
 class TokenVerifier:
@@ -28,8 +30,21 @@ class TokenVerifier:
             raise RuntimeError("Set AUTH_JWT_SECRET (HS256) or AUTH_JWT_PUBLIC_KEY (RS256)")
         self.audience = settings.auth_jwt_audience
         self.issuer = settings.auth_jwt_issuer
+        self._verified: dict[str, tuple[str, float]] = {}
 
     def subject(self, token: str) -> str:
+        # A client sends the same token with every request: its checked subject is reused until
+        # the token expires, sparing a signature check per request.
+        cached = self._verified.get(token)
+        if cached is not None and cached[1] > time.time():
+            return cached[0]
+        subject, expires = self._verify(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (subject, expires)
+        return subject
+
+    def _verify(self, token: str) -> tuple[str, float]:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -47,7 +62,7 @@ class TokenVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise UnauthorizedError("The bearer token has no subject")
-        return subject
+        return subject, float(claims["exp"]) + LEEWAY_SECONDS
 
 
 def issue_token(

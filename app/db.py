@@ -15,14 +15,15 @@ from sqlalchemy.ext.asyncio import (
 from app.config import Settings
 
 
-def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
+def make_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
     return create_async_engine(
         database_url,
+        # Enough for the concurrent requests one process serves without opening connections
+        # under load; a pre-ping would cost a round trip per request, so dead connections are
+        # instead recycled by age and invalidated when they fail.
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
-        # asyncpg caches prepared statements per connection; the statement cache keeps the
-        # hot list and upsert queries planned once.
+        pool_recycle=1800,
         connect_args={"server_settings": {"application_name": "omni-sales"}},
     )
 
