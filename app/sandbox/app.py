@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
@@ -12,6 +13,7 @@ from starlette.routing import Mount, Route
 from app.sandbox import facebook, lazada, shopee
 
 GRAPH_VERSION = "v18.0"
+CONNECT_FIELDS = ("shopId", "shopName", "apiKey", "apiSecret", "accessToken", "refreshToken")
 
 
 @dataclass
@@ -67,7 +69,11 @@ def describe_demo(demo: dict[str, object]) -> str:
     settings = demo["settings"]
     assert isinstance(settings, dict)
     lines += [f"  export {key}={value}" for key, value in settings.items()]
-    lines.append("Demo shops (body fields for POST /api/marketplace/connections):")
+    lines.append("Demo shops: bodies for POST /api/marketplace/connections (set your userId):")
     for platform in ("shopee", "lazada", "facebook"):
-        lines.append(f"  {platform}: {demo[platform]}")
+        credentials = demo[platform]
+        assert isinstance(credentials, dict)
+        body = {"userId": "seller-1", "platformCode": platform}
+        body |= {k: v for k, v in credentials.items() if k in CONNECT_FIELDS}
+        lines.append(f"  {json.dumps(body, ensure_ascii=False)}")
     return "\n".join(lines)
