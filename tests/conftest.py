@@ -100,7 +100,7 @@ class RunningSandbox:
         return base_urls(self.root)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -113,7 +113,7 @@ async def sandbox_server() -> AsyncIterator[RunningSandbox]:
     from app.sandbox.app import SandboxSet, build_app
 
     sandboxes = SandboxSet()
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(build_app(sandboxes), host="127.0.0.1", port=port, log_config=None)
     )

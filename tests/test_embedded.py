@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,12 +12,7 @@ from pathlib import Path
 
 import httpx
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.conftest import free_port
 
 
 def _start(data_dir: Path, port: int) -> subprocess.Popen[str]:
@@ -65,7 +59,7 @@ def _stop(process: subprocess.Popen[str]) -> str:
 
 
 def test_embedded_serve_starts_everything_and_reuses_its_data(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     process = _start(tmp_path, port)
     try:

@@ -7,7 +7,6 @@ says a marketplace is unreachable."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -19,17 +18,10 @@ from hypothesis import HealthCheck, settings
 
 from app.main import create_app
 from app.openapi import openapi_document
-from tests.conftest import auth_headers, make_settings
+from tests.conftest import auth_headers, free_port, make_settings
 
 schema = schemathesis.openapi.from_dict(openapi_document())
 CLOSED = "http://127.0.0.1:9"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +35,7 @@ def base_url(database_url: str, redis_url: str) -> Iterator[str]:
         FACEBOOK_GRAPH_URL=CLOSED,
         SYNC_WAIT_SECONDS=0,
     )
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(app_settings), host="127.0.0.1", port=port, log_config=None)
     )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import ClassVar, Protocol, TypeVar
 
 import httpx
 
@@ -209,9 +209,3 @@ class MarketplaceClient(ABC):
                 ) from exc
             await self._refresh(used)
             return await call(self.credentials)
-
-
-def redact(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Parameters fit for a log line: tokens, signatures and secrets replaced."""
-    secret_names = {"access_token", "refresh_token", "sign", "appsecret_proof", "client_secret"}
-    return {k: ("***" if k in secret_names else v) for k, v in params.items()}

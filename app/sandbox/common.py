@@ -6,7 +6,7 @@ import asyncio
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -66,9 +66,6 @@ class Faults:
             return True
         self._window.append(now)
         return False
-
-
-FaultResponder = Callable[[str], Response]
 
 
 async def apply_faults(
@@ -156,6 +153,3 @@ async def read_json_or_none(request: Request) -> object:
         return await request.json()
     except ValueError:
         return None
-
-
-Handler = Callable[[Request], Awaitable[Response]]

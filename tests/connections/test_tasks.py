@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pytest
 from arq.connections import ArqRedis
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,6 +26,14 @@ from tests.conftest import (
     connection_body,
     create_sandbox_shop,
 )
+
+
+@pytest.fixture
+async def job_context(settings: Settings, redis: ArqRedis) -> AsyncIterator[dict[str, Any]]:
+    """What arq hands a job: the worker's context and its Redis."""
+    wc = WorkerContext.create(settings, redis=redis)
+    yield {"app": wc, "redis": redis}
+    await wc.close()
 
 
 async def run_burst(settings: Settings) -> None:
@@ -47,7 +57,7 @@ async def test_verify_job_marks_refused_credentials(
     api: httpx.AsyncClient,
     sandbox: RunningSandbox,
     settings: Settings,
-    redis: ArqRedis,
+    job_context: dict[str, Any],
     session_factory: async_sessionmaker[AsyncSession],
 ) -> None:
     healthy = await connect(api, sandbox)
@@ -61,11 +71,7 @@ async def test_verify_job_marks_refused_credentials(
         )
         await session.commit()
 
-    wc = WorkerContext.create(settings, redis=redis)
-    try:
-        assert await verify_all_connections({"app": wc, "redis": redis}) == 2
-    finally:
-        await wc.close()
+    assert await verify_all_connections(job_context) == 2
     await run_burst(settings)
 
     listed = (await api.get("/api/marketplace/connections", headers=auth_headers("u1"))).json()[
@@ -81,20 +87,16 @@ async def test_scheduled_sync_runs_when_its_interval_has_passed(
     api: httpx.AsyncClient,
     sandbox: RunningSandbox,
     settings: Settings,
-    redis: ArqRedis,
+    job_context: dict[str, Any],
     session_factory: async_sessionmaker[AsyncSession],
 ) -> None:
     scheduled = await connect(api, sandbox, syncIntervalMinutes=15)
     await connect(api, sandbox)  # no schedule: left alone
 
-    wc = WorkerContext.create(settings, redis=redis)
-    try:
-        assert await schedule_due_syncs({"app": wc, "redis": redis}) == 1
-        # Within its interval after that run, nothing more is due.
-        await run_burst(settings)
-        assert await schedule_due_syncs({"app": wc, "redis": redis}) == 0
-    finally:
-        await wc.close()
+    assert await schedule_due_syncs(job_context) == 1
+    await run_burst(settings)
+    # Within its interval after that run, nothing more is due.
+    assert await schedule_due_syncs(job_context) == 0
 
     async with session_factory() as session:
         logs = (await session.scalars(select(MarketplaceSyncLog))).all()
