@@ -30,6 +30,8 @@ class MarketplaceOrder(TimestampMixin, Base):
             "ix_marketplace_orders_connection_created", "connection_id", "order_created_at", "id"
         ),
         Index("ix_marketplace_orders_user_status_created", "user_id", "status", "order_created_at"),
+        # Integrators pull "what changed since" with sort=updatedAt and a cursor.
+        Index("ix_marketplace_orders_user_updated", "user_id", "order_updated_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
