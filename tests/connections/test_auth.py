@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import jwt
@@ -119,3 +120,33 @@ async def test_rs256_tokens_with_audience_and_issuer(
         for token in (wrong_audience, hs256):
             response = await api.get(LIST, headers={"Authorization": f"Bearer {token}"})
             assert response.status_code == 401
+
+
+def test_a_cached_token_stops_working_when_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import SecretStr
+
+    from app.auth import LEEWAY_SECONDS, TokenVerifier
+    from app.errors import UnauthorizedError
+
+    verifier = TokenVerifier(Settings(AUTH_JWT_SECRET=SecretStr(JWT_SECRET)))
+    token = issue_token("u1", ttl=timedelta(minutes=5), secret=JWT_SECRET)
+    assert verifier.subject(token) == "u1"
+    assert verifier.subject(token) == "u1"  # served from the cache
+    later = time.time() + 5 * 60 + LEEWAY_SECONDS + 1
+    monkeypatch.setattr("app.auth.time.time", lambda: later)
+    monkeypatch.setattr("jwt.api_jwt.datetime", _FrozenDatetime(later))
+    with pytest.raises(UnauthorizedError):
+        verifier.subject(token)
+
+
+class _FrozenDatetime:
+    """Stands in for `datetime` in PyJWT so its expiry check sees the same clock."""
+
+    def __init__(self, timestamp: float) -> None:
+        self.timestamp = timestamp
+
+    def now(self, tz: object = None) -> datetime:
+        return datetime.fromtimestamp(self.timestamp, UTC)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(datetime, name)
