@@ -205,7 +205,11 @@ class MarketplaceClient(ABC):
             if not self._can_refresh():
                 # Nothing to refresh with: only the seller can fix this.
                 raise ReauthRequiredError(
-                    exc.message, platform=exc.platform, code=exc.code, request_id=exc.request_id
+                    exc.message,
+                    platform=exc.platform,
+                    code=exc.code,
+                    status_code=exc.status_code,
+                    request_id=exc.request_id,
                 ) from exc
             await self._refresh(used)
             return await call(self.credentials)

@@ -132,19 +132,8 @@ class FacebookClient(MarketplaceClient):
                 auth=GraphAuth(credentials.access_token, credentials.api_secret),
             )
 
-        try:
-            return await self._authorized(call)
-        except ReauthRequiredError:
-            raise
-        except AuthError as exc:
-            # Meta has no refresh token: a rejected token needs the seller to re-connect.
-            raise ReauthRequiredError(
-                exc.message,
-                platform=exc.platform,
-                code=exc.code,
-                status_code=exc.status_code,
-                request_id=exc.request_id,
-            ) from exc
+        # Meta has no refresh token: the base class turns a rejected token into re-authorization.
+        return await self._authorized(call)
 
     async def _pages(
         self, path: str, params: Mapping[str, Any]

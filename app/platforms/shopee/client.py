@@ -128,24 +128,7 @@ class ShopeeClient(MarketplaceClient):
                 auth=auth,
             )
 
-        async def call(credentials: Credentials) -> dict[str, Any]:
-            try:
-                return await send(credentials)
-            except ReauthRequiredError:
-                raise
-            except AuthError as exc:
-                # Another task refreshed while this call was in flight: use the new token
-                # instead of asking the store for a second refresh.
-                if self.credentials.access_token != credentials.access_token:
-                    return await send(self.credentials)
-                if not credentials.refresh_token:
-                    # Nothing to refresh with: keep Shopee's reason for the seller.
-                    raise ReauthRequiredError(
-                        exc.message, platform=PLATFORM, code=exc.code, request_id=exc.request_id
-                    ) from exc
-                raise
-
-        return await self._authorized(call)
+        return await self._authorized(send)
 
     @staticmethod
     def _response(payload: Mapping[str, Any], api_path: str) -> Mapping[str, Any]:
