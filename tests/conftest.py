@@ -7,6 +7,7 @@ import asyncio
 import os
 import socket
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -258,3 +259,26 @@ def connection_body(user_id: str, platform: str, credentials: dict[str, str]) ->
         }
     )
     return body
+
+
+async def alter_connection(
+    session_factory: async_sessionmaker[AsyncSession], connection_id: str, **columns: Any
+) -> None:
+    """Change a stored connection behind the API's back (a revoked secret, a status).
+    Secret columns are given in plain text and stored encrypted, as the service stores them."""
+    from sqlalchemy import update
+
+    from app.models import MarketplaceConnection
+
+    cipher = CredentialCipher([ENCRYPTION_KEY])
+    values = {
+        name: cipher.encrypt(value) if name.endswith("_encrypted") else value
+        for name, value in columns.items()
+    }
+    async with session_factory() as session:
+        await session.execute(
+            update(MarketplaceConnection)
+            .where(MarketplaceConnection.id == uuid.UUID(connection_id))
+            .values(**values)
+        )
+        await session.commit()

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from arq.connections import ArqRedis
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.connections.tasks import verify_all_connections
-from app.crypto import CredentialCipher
-from app.models import MarketplaceConnection, MarketplaceSyncLog
+from app.models import MarketplaceSyncLog
 from app.sync.tasks import schedule_due_syncs
 from app.worker import create_worker
 from app.worker_context import WorkerContext
 from tests.conftest import (
-    ENCRYPTION_KEY,
     RunningSandbox,
+    alter_connection,
     auth_headers,
     connection_body,
     create_sandbox_shop,
@@ -62,14 +60,7 @@ async def test_verify_job_marks_refused_credentials(
 ) -> None:
     healthy = await connect(api, sandbox)
     broken = await connect(api, sandbox)
-    cipher = CredentialCipher([ENCRYPTION_KEY])
-    async with session_factory() as session:
-        await session.execute(
-            update(MarketplaceConnection)
-            .where(MarketplaceConnection.id == uuid.UUID(broken))
-            .values(api_secret_encrypted=cipher.encrypt("revoked-partner-key"))
-        )
-        await session.commit()
+    await alter_connection(session_factory, broken, api_secret_encrypted="revoked-partner-key")
 
     assert await verify_all_connections(job_context) == 2
     await run_burst(settings)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.crypto import CredentialCipher
@@ -19,7 +19,7 @@ from app.models import (
 from app.sync.engine import run_sync
 from app.sync.service import INTERRUPTED
 from app.worker_context import WorkerContext
-from tests.conftest import ENCRYPTION_KEY, RunningSandbox, auth_headers
+from tests.conftest import ENCRYPTION_KEY, RunningSandbox, alter_connection, auth_headers
 from tests.sync.conftest import connect_shop, control, sync
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -189,14 +189,9 @@ async def test_refused_refresh_marks_the_connection_for_reauthorization(
     session_factory: async_sessionmaker[AsyncSession],
 ) -> None:
     connection, credentials = await connect_shop(api, sandbox, "shopee", order_count=50)
-    cipher = CredentialCipher([ENCRYPTION_KEY])
-    async with session_factory() as session:
-        await session.execute(
-            update(MarketplaceConnection)
-            .where(MarketplaceConnection.id == uuid.UUID(connection["id"]))
-            .values(refresh_token_encrypted=cipher.encrypt("revoked-refresh-token"))
-        )
-        await session.commit()
+    await alter_connection(
+        session_factory, connection["id"], refresh_token_encrypted="revoked-refresh-token"
+    )
     await control(sandbox, "shopee", "tokens/expire", {"shopId": credentials["shopId"]})
     summary = (await sync(api, connection)).json()["data"]
     assert summary["status"] == "failed"
@@ -217,14 +212,9 @@ async def test_permanent_failure_gives_a_failed_log_with_the_platform_message(
     session_factory: async_sessionmaker[AsyncSession],
 ) -> None:
     connection, _ = await connect_shop(api, sandbox, "shopee", order_count=80)
-    cipher = CredentialCipher([ENCRYPTION_KEY])
-    async with session_factory() as session:
-        await session.execute(
-            update(MarketplaceConnection)
-            .where(MarketplaceConnection.id == uuid.UUID(connection["id"]))
-            .values(api_secret_encrypted=cipher.encrypt("a-partner-key-that-signs-wrong"))
-        )
-        await session.commit()
+    await alter_connection(
+        session_factory, connection["id"], api_secret_encrypted="a-partner-key-that-signs-wrong"
+    )
     response = await sync(api, connection)
     summary = response.json()["data"]
     assert summary["status"] == "failed"
@@ -360,13 +350,9 @@ async def test_reauthorizing_a_connection_triggers_a_catch_up_sync(
     session_factory: async_sessionmaker[AsyncSession],
 ) -> None:
     connection, credentials = await connect_shop(api, sandbox, "lazada", order_count=40)
-    async with session_factory() as session:
-        await session.execute(
-            update(MarketplaceConnection)
-            .where(MarketplaceConnection.id == uuid.UUID(connection["id"]))
-            .values(status="reauth_required", status_reason="Token revoked")
-        )
-        await session.commit()
+    await alter_connection(
+        session_factory, connection["id"], status="reauth_required", status_reason="Token revoked"
+    )
     response = await api.patch(
         f"/api/marketplace/connections/{connection['id']}",
         json={"credentials": {"accessToken": credentials["accessToken"]}},
