@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -48,8 +50,28 @@ class ConflictError(AppError):
 
 
 class ValidationFailed(AppError):
+    """A 422 naming the fields at fault, in the one shape: `fields: [{field, message}]`."""
+
     status_code = 422
     code = "validation_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        fields: Sequence[str] = (),
+        code: str | None = None,
+        field_messages: Sequence[FieldProblem] = (),
+    ) -> None:
+        problems = [{"field": name, "message": message} for name in fields]
+        problems += [{"field": p.field, "message": p.message} for p in field_messages]
+        super().__init__(message, code=code, fields=problems)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    field: str
+    message: str
 
 
 class UnauthorizedError(AppError):
@@ -70,6 +92,74 @@ class ForbiddenError(AppError):
 class ServiceUnavailableError(AppError):
     status_code = 503
     code = "service_unavailable"
+
+
+# --- named errors: raise sites say what happened, the class knows its status and code -------
+
+
+class ConnectionExists(ConflictError):
+    code = "connection_exists"
+
+    def __init__(self, connection_id: object) -> None:
+        super().__init__("This shop is already connected", connectionId=str(connection_id))
+
+
+class ConnectionDisconnected(ConflictError):
+    code = "connection_disconnected"
+
+    def __init__(self, message: str = "This connection is disconnected; connect the shop again"):
+        super().__init__(message)
+
+
+class SyncAlreadyRunning(ConflictError):
+    code = "sync_running"
+
+    def __init__(self, sync_log_id: object | None) -> None:
+        super().__init__(
+            "A sync is already running for this connection",
+            syncLogId=str(sync_log_id) if sync_log_id is not None else None,
+        )
+
+
+class ReauthRequired(ConflictError):
+    code = "reauth_required"
+
+    def __init__(self, reason: str | None) -> None:
+        super().__init__(
+            "The marketplace no longer accepts this connection's credentials; re-authorize it "
+            f"(PATCH the connection with new credentials). Reason: {reason}"
+        )
+
+
+class MarketplaceUnavailable(AppError):
+    """The marketplace could not be reached to check something: retry later."""
+
+    status_code = 502
+    code = "marketplace_unavailable"
+
+
+class MarketplaceRejectedCredentials(AppError):
+    """The marketplace refused the credentials, or they belong to another shop."""
+
+    status_code = 400
+    code = "marketplace_connection_failed"
+
+
+class QueueUnavailable(ServiceUnavailableError):
+    code = "queue_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The job queue (Redis) is unavailable; nothing was changed, retry shortly",
+            headers={"Retry-After": "5"},
+        )
+
+
+class DatabaseUnavailable(ServiceUnavailableError):
+    code = "database_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("The database is unavailable; retry shortly", headers={"Retry-After": "5"})
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from app.logging import RequestIdMiddleware, configure_logging
 from app.orders.router import router as orders_router
 from app.schemas import error_responses
 from app.sync.router import router as sync_router
+from app.webhooks.router import router as webhooks_router
 
 API_ERRORS = error_responses(400, 401, 403, 404, 409, 422, 502, 503)
 
@@ -78,6 +79,7 @@ def create_app(
     app.include_router(connections_router, responses=API_ERRORS)
     app.include_router(orders_router, responses=API_ERRORS)
     app.include_router(sync_router, responses=API_ERRORS)
+    app.include_router(webhooks_router)
 
     @app.get("/health", tags=["operations"])
     async def health() -> dict[str, str]:

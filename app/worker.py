@@ -11,12 +11,14 @@ from app.config import Settings
 from app.connections.tasks import verify_all_connections, verify_connection
 from app.jobs import redis_settings
 from app.sync.tasks import schedule_due_syncs, sync_orders
+from app.webhooks import tasks as webhook_tasks
 from app.worker_context import WorkerContext
 
-FUNCTIONS: list[Any] = [sync_orders, verify_connection]
+FUNCTIONS: list[Any] = [sync_orders, verify_connection, *webhook_tasks.FUNCTIONS]
 CRON_JOBS = [
     cron(schedule_due_syncs, second={5}, unique=True),
     cron(verify_all_connections, hour={1, 7, 13, 19}, minute=17, unique=True),
+    *webhook_tasks.CRON_JOBS,
 ]
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import ServiceUnavailableError
+from app.errors import DatabaseUnavailable
 from app.orders.schemas import OrderSort
 
 # (column, descending, SQL type of a cursor value). (user_id, order_created_at, id) and
@@ -185,11 +185,7 @@ async def _fetch(session: AsyncSession, sql: str, args: list[Any]) -> list[Any]:
     except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
         # Not wrapped by SQLAlchemy here: drop the connection from the pool ourselves.
         await (await session.connection()).invalidate(exc)
-        raise ServiceUnavailableError(
-            "The database is unavailable; retry shortly",
-            code="database_unavailable",
-            headers={"Retry-After": "5"},
-        ) from exc
+        raise DatabaseUnavailable() from exc
     return rows
 
 

@@ -16,7 +16,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import from_json, to_json
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import NotFoundError, ValidationFailed
+from app.errors import FieldProblem, NotFoundError, ValidationFailed
 from app.orders import repository
 from app.orders.repository import OrderFilter, PageRequest
 from app.orders.schemas import AddressOut, OrderSort
@@ -29,7 +29,7 @@ _STATUSES = {s.value for s in OrderStatus}
 def invalid(parameter: str, message: str) -> ValidationFailed:
     """A 422 in the same shape as FastAPI's own parameter errors."""
     return ValidationFailed(
-        f"Invalid request: {parameter}", fields=[{"field": parameter, "message": message}]
+        f"Invalid request: {parameter}", field_messages=[FieldProblem(parameter, message)]
     )
 
 

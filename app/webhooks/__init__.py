@@ -1,0 +1,1 @@
+"""Marketplace pushes: verified, stored once, processed by the worker."""
