@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     sync_overlap_seconds: int = Field(600, validation_alias="SYNC_OVERLAP_SECONDS", ge=0)
     # A "running" sync whose worker has not reported for this long is taken as dead.
     sync_stale_seconds: int = Field(120, validation_alias="SYNC_STALE_SECONDS", ge=10)
+    # How far back the daily reconcile re-reads every shop.
+    reconcile_days: int = Field(3, validation_alias="RECONCILE_DAYS", ge=1, le=90)
     public_base_url: str | None = Field(None, validation_alias="PUBLIC_BASE_URL")
     meta_webhook_verify_token: SecretStr | None = Field(
         None, validation_alias="META_WEBHOOK_VERIFY_TOKEN"

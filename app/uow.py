@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from arq.connections import ArqRedis
+from redis.exceptions import RedisError
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.errors import QueueUnavailable
 from app.jobs import JobBuffer
+
+logger = logging.getLogger("app.uow")
 
 
 class UnitOfWork:
@@ -22,8 +27,21 @@ class UnitOfWork:
         self.jobs.add(function, *args, job_id=job_id)
 
     async def commit(self) -> None:
+        """Commit, then send the jobs. With jobs to send and Redis unreachable, nothing is
+        committed (a running sync log with no job would block the connection): 503."""
+        if self.jobs.pending and self.redis is not None:
+            try:
+                await self.redis.ping()
+            except (RedisError, OSError) as exc:
+                await self.rollback()
+                raise QueueUnavailable() from exc
         await self.session.commit()
-        await self.jobs.flush(self.redis)
+        try:
+            await self.jobs.flush(self.redis)
+        except (RedisError, OSError):
+            # Redis went away between the ping and the send. What was committed is safe: the
+            # worker's recovery sweep finds a sync log with no live runner and re-queues it.
+            logger.warning("jobs not sent after commit; the recovery sweep will re-queue them")
 
     async def rollback(self) -> None:
         self.jobs.clear()

@@ -1,45 +1,129 @@
-"""The arq worker: job functions and cron schedule of every domain."""
+"""The arq worker: job functions and cron schedule of every domain, and a run loop that
+waits out Redis outages and stops gracefully (running syncs checkpoint first)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from typing import Any
 
 from arq import cron
 from arq.worker import Worker
+from redis.exceptions import RedisError
 
 from app.config import Settings
 from app.connections.tasks import verify_all_connections, verify_connection
 from app.jobs import redis_settings
-from app.sync.tasks import schedule_due_syncs, sync_orders
+from app.sync.tasks import (
+    reconcile_all,
+    recover_dead_syncs,
+    schedule_due_syncs,
+    sync_orders,
+)
 from app.webhooks import tasks as webhook_tasks
-from app.worker_context import WorkerContext
+from app.worker_context import WorkerContext, arq_job
+
+logger = logging.getLogger("app.worker")
+
+# How long a stopping worker lets running jobs reach their next checkpoint before cancelling.
+STOP_GRACE_SECONDS = 20.0
+REDIS_RETRY_CAP_SECONDS = 30.0
+
 
 FUNCTIONS: list[Any] = [sync_orders, verify_connection, *webhook_tasks.FUNCTIONS]
 CRON_JOBS = [
-    cron(schedule_due_syncs, second={5}, unique=True),
-    cron(verify_all_connections, hour={1, 7, 13, 19}, minute=17, unique=True),
+    cron(arq_job(schedule_due_syncs), second={5, 20, 35, 50}, unique=True),
+    cron(arq_job(recover_dead_syncs), second={0, 10, 20, 30, 40, 50}, unique=True),
+    cron(arq_job(reconcile_all), hour={3}, minute=41, unique=True),
+    cron(arq_job(verify_all_connections), hour={1, 7, 13, 19}, minute=17, unique=True),
     *webhook_tasks.CRON_JOBS,
 ]
+
+
+class ResilientWorker(Worker):
+    """An arq worker whose poll loop survives Redis going away: it logs, backs off and carries
+    on when Redis is back, with its running jobs untouched (they need only PostgreSQL)."""
+
+    _redis_delay = 0.0
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+        except (RedisError, OSError) as exc:
+            self._redis_delay = min(REDIS_RETRY_CAP_SECONDS, max(0.5, self._redis_delay * 2))
+            logger.warning(
+                "redis unavailable; the worker waits and retries",
+                extra={"error": type(exc).__name__, "retry_in_seconds": self._redis_delay},
+            )
+            await asyncio.sleep(self._redis_delay)
+        else:
+            self._redis_delay = 0.0
 
 
 def create_worker(settings: Settings, **kwargs: Any) -> Worker:
     assert settings.redis_url is not None
 
     async def startup(ctx: dict[str, Any]) -> None:
-        ctx["app"] = WorkerContext.create(settings, redis=ctx["redis"])
+        if "app" not in ctx:  # a restart after a Redis outage keeps the same context
+            ctx["app"] = WorkerContext.create(settings, redis=ctx["redis"])
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         if "app" in ctx:
             await ctx["app"].close()
 
-    return Worker(
-        functions=FUNCTIONS,
-        cron_jobs=CRON_JOBS,
-        redis_settings=redis_settings(settings.redis_url),
-        on_startup=startup,
-        on_shutdown=shutdown,
-        max_jobs=20,
-        job_timeout=3600,
-        keep_result=3600,
-        **kwargs,
-    )
+    options: dict[str, Any] = {
+        "functions": FUNCTIONS,
+        "cron_jobs": CRON_JOBS,
+        "redis_settings": redis_settings(settings.redis_url),
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "max_jobs": 20,
+        "job_timeout": 3600,
+        "keep_result": 3600,
+    }
+    options.update(kwargs)
+    worker: Worker = ResilientWorker(**options)
+    return worker
+
+
+async def run_worker_until_stopped(settings: Settings, stop: asyncio.Event, **kwargs: Any) -> None:
+    """Run a worker until `stop` is set. Redis down at start or later is waited out. On stop,
+    no new job is taken, running syncs commit their batch and hand over (they resume on any
+    worker), and what is still running after STOP_GRACE_SECONDS is cancelled."""
+    worker = create_worker(settings, handle_signals=False, **kwargs)
+    delay = 0.5
+    while not stop.is_set():
+        main = asyncio.create_task(worker.main())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({main, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not main.done():
+            break
+        error = main.exception()
+        if error is None:
+            return  # a burst worker that ran out of jobs
+        if not isinstance(error, RedisError | OSError):
+            raise error
+        logger.warning("redis unavailable at start; retrying", extra={"retry_in_seconds": delay})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        delay = min(REDIS_RETRY_CAP_SECONDS, delay * 2)
+    await _stop(worker, main)
+
+
+async def _stop(worker: Worker, main: asyncio.Task[None]) -> None:
+    worker.allow_pick_jobs = False
+    context: WorkerContext | None = worker.ctx.get("app")
+    if context is not None:
+        context.stopping.set()
+    running = [task for task in worker.tasks.values() if not task.done()]
+    if running:
+        await asyncio.wait(running, timeout=STOP_GRACE_SECONDS)
+    main.cancel()
+    await asyncio.gather(main, return_exceptions=True)
+    try:
+        await worker.close()
+    except (RedisError, OSError):
+        if context is not None:
+            await context.close()

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any, TypedDict, cast
 
 import httpx
 from arq.connections import ArqRedis
+from arq.typing import WorkerCoroutine
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.connections.service import PlatformGateway
 from app.crypto import CredentialCipher
 from app.db import Database
 from app.platforms.http import RateLimiter
+from app.platforms.registry import PlatformGateway
 from app.uow import UnitOfWork, unit_of_work
 
 
@@ -29,6 +32,8 @@ class WorkerContext:
     redis: ArqRedis | None = None
     # One call budget per connection in this process, shared by every job that calls it.
     limiters: dict[uuid.UUID, RateLimiter] = field(default_factory=dict)
+    # Set when the worker is told to stop: running syncs end after their current batch.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def limiter_for(self, connection_id: uuid.UUID) -> RateLimiter:
         limiter = self.limiters.get(connection_id)
@@ -64,3 +69,17 @@ class WorkerContext:
     async def close(self) -> None:
         await self.http.aclose()
         await self.database.dispose()
+
+
+class JobContext(TypedDict):
+    """What arq hands every job: our context under "app", plus arq's own keys."""
+
+    app: WorkerContext
+    redis: ArqRedis
+    job_id: str
+    job_try: int
+
+
+def arq_job(function: Any) -> WorkerCoroutine:
+    """A job taking the typed JobContext, as arq's typing wants it (a plain dict context)."""
+    return cast(WorkerCoroutine, function)

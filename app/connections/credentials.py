@@ -6,9 +6,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.connections import repository
 from app.connections.schemas import MaskedCredentials
 from app.crypto import CredentialCipher, mask_secret
 from app.models import MarketplaceConnection
@@ -67,7 +67,8 @@ def masked(connection: MarketplaceConnection, cipher: CredentialCipher) -> Maske
 class DatabaseTokenStore:
     """Refreshes under the connection's row lock (so two workers never refresh at once) and
     commits the new pair in its own short transaction before anyone uses it: a Shopee refresh
-    token works once, so losing the new pair would lose the shop."""
+    token works once, so losing the new pair would lose the shop. The client makes a single
+    attempt under the lock (`single_attempt`) and backs off outside it."""
 
     def __init__(
         self,
@@ -82,11 +83,7 @@ class DatabaseTokenStore:
 
     async def refresh(self, stale: Credentials, do_refresh: RefreshFn) -> Credentials:
         async with self.sessionmaker() as session, session.begin():
-            connection = await session.scalar(
-                select(MarketplaceConnection)
-                .where(MarketplaceConnection.id == self.connection_id)
-                .with_for_update()
-            )
+            connection = await repository.get_for_update(session, self.connection_id)
             if connection is None:
                 raise LookupError("connection vanished during a token refresh")
             current = decrypt_credentials(connection, self.cipher)

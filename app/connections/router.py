@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import contextlib
 import uuid
 from typing import Annotated
 
@@ -9,9 +8,7 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from app.auth import CurrentUser, ensure_same_user
 from app.connections import service
 from app.connections.schemas import ConnectionCreate, ConnectionOut, ConnectionUpdate, PlatformOut
-from app.errors import ConflictError
-from app.schemas import DataResponse
-from app.sync.service import start_sync
+from app.schemas import DataResponse, error_responses
 from app.uow import UowDep
 
 ConnectionIdPath = Annotated[uuid.UUID, Path(alias="connectionId")]
@@ -24,13 +21,21 @@ UserIdQuery = Annotated[
 ]
 
 
-@router.get("/platforms", response_model=DataResponse[list[PlatformOut]])
+@router.get(
+    "/platforms",
+    response_model=DataResponse[list[PlatformOut]],
+    responses=error_responses(503),
+)
 async def list_platforms(uow: UowDep) -> DataResponse[list[PlatformOut]]:
     """The marketplaces, with the fields a connect form needs. No token required."""
     return DataResponse(data=await service.list_platforms(uow.session))
 
 
-@router.get("/connections", response_model=DataResponse[list[ConnectionOut]])
+@router.get(
+    "/connections",
+    response_model=DataResponse[list[ConnectionOut]],
+    responses=error_responses(401, 403, 422, 503),
+)
 async def list_connections(
     request: Request,
     uow: UowDep,
@@ -50,12 +55,14 @@ async def list_connections(
     "/connections",
     status_code=status.HTTP_201_CREATED,
     response_model=DataResponse[ConnectionOut],
-    responses={409: {"description": "Shop already connected"}},
+    responses=error_responses(400, 401, 403, 409, 422, 502, 503),
 )
 async def create_connection(
     request: Request, body: ConnectionCreate, uow: UowDep, user: CurrentUser
 ) -> DataResponse[ConnectionOut]:
-    """Checks the credentials with the marketplace, then stores them encrypted."""
+    """Checks the credentials with the marketplace (they must belong to `shopId`), then stores
+    them encrypted. The same shop connected again by the same user is 409 `connection_exists`
+    with its `connectionId`."""
     if body.user_id is not None:
         ensure_same_user(user, body.user_id.strip())
     state = request.app.state
@@ -65,7 +72,11 @@ async def create_connection(
     return DataResponse(data=service.to_out(connection, state.cipher))
 
 
-@router.get("/connections/{connectionId}", response_model=DataResponse[ConnectionOut])
+@router.get(
+    "/connections/{connectionId}",
+    response_model=DataResponse[ConnectionOut],
+    responses=error_responses(401, 403, 404, 422, 503),
+)
 async def get_connection(
     request: Request,
     connection_id: ConnectionIdPath,
@@ -78,7 +89,11 @@ async def get_connection(
     return DataResponse(data=service.to_out(connection, request.app.state.cipher))
 
 
-@router.patch("/connections/{connectionId}", response_model=DataResponse[ConnectionOut])
+@router.patch(
+    "/connections/{connectionId}",
+    response_model=DataResponse[ConnectionOut],
+    responses=error_responses(400, 401, 403, 404, 409, 422, 502, 503),
+)
 async def update_connection(
     request: Request,
     connection_id: ConnectionIdPath,
@@ -88,26 +103,23 @@ async def update_connection(
     user_id: UserIdQuery = None,
 ) -> DataResponse[ConnectionOut]:
     """Change the shop name, credentials (checked with the marketplace first), sync schedule
-    or active flag. New credentials after an auth failure trigger a catch-up sync."""
+    (`syncIntervalMinutes: null` turns it off) or active flag. New credentials after a refusal
+    start a catch-up sync; with the job queue down nothing changes and the answer is 503."""
     ensure_same_user(user, user_id)
     owner = ensure_same_user(user, body.user_id)
     state = request.app.state
-    connection, reauthorized = await service.update_connection(
-        uow.session,
-        owner,
-        connection_id,
-        body,
-        cipher=state.cipher,
-        gateway=state.platform_gateway,
+    connection = await service.update_connection(
+        uow, owner, connection_id, body, cipher=state.cipher, gateway=state.platform_gateway
     )
-    if reauthorized:
-        # Orders may have been missed while the credentials were refused: catch up now.
-        with contextlib.suppress(ConflictError):
-            await start_sync(uow, connection, trigger="reauthorized")
+    await uow.commit()
     return DataResponse(data=service.to_out(connection, state.cipher))
 
 
-@router.delete("/connections/{connectionId}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/connections/{connectionId}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(401, 403, 404, 422, 503),
+)
 async def disconnect(
     request: Request,
     connection_id: ConnectionIdPath,

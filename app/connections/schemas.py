@@ -5,6 +5,7 @@ from datetime import datetime
 
 from pydantic import ConfigDict, Field
 
+from app.models.enums import ConnectionStatus
 from app.schemas import CamelModel
 
 
@@ -78,10 +79,15 @@ class ConnectionOut(CamelModel):
     platform_code: str
     shop_id: str
     shop_name: str | None
-    status: str
-    status_reason: str | None
+    status: ConnectionStatus
+    status_reason: str | None = Field(
+        description="Why the status is what it is (the platform's words)"
+    )
     is_active: bool
     sync_interval_minutes: int | None
+    next_sync_at: datetime | None = Field(
+        description="When the schedule syncs this shop next (null: not scheduled)"
+    )
     last_sync_at: datetime | None
     created_at: datetime
     updated_at: datetime

@@ -2,73 +2,54 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-import httpx
-from sqlalchemy import func, update
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import ClientTuning, Settings
 from app.connections import repository
-from app.connections.catalog import PLATFORMS, PlatformSpec
 from app.connections.credentials import decrypt_credentials, masked, store_credentials
+from app.connections.repository import mark_status, status_for_failure
 from app.connections.schemas import (
     ConnectionCreate,
     ConnectionOut,
     ConnectionUpdate,
+    CredentialsUpdate,
     FieldOut,
     PlatformOut,
     ScopeOut,
 )
 from app.crypto import CredentialCipher
-from app.errors import AppError, ConflictError, NotFoundError, ValidationFailed
-from app.models import MarketplaceConnection
-from app.platforms.base import TokenStore
-from app.platforms.errors import (
-    AuthError,
-    MarketplaceError,
-    PermanentError,
-    RateLimitedError,
-    ReauthRequiredError,
-    TransientError,
+from app.errors import (
+    ConnectionDisconnected,
+    ConnectionExists,
+    FieldProblem,
+    MarketplaceRejectedCredentials,
+    MarketplaceUnavailable,
+    NotFoundError,
+    SyncAlreadyRunning,
+    ValidationFailed,
 )
-from app.platforms.registry import build_client
+from app.models import MarketplaceConnection
+from app.models.enums import ConnectionStatus, SyncTrigger
+from app.platforms.base import TokenStore
+from app.platforms.connect_form import PlatformSpec
+from app.platforms.errors import MarketplaceError, RateLimitedError, TransientError
+from app.platforms.registry import CONNECT_FORMS, PlatformGateway
 from app.platforms.types import Credentials, PlatformCode, ShopInfo
+from app.sync.service import first_sync_at, start_sync
+from app.uow import UnitOfWork
 
-# A connect request is interactive: fail fast instead of backing off for half a minute.
-CONNECT_CHECK_TUNING = ClientTuning(max_attempts=2, backoff_base_seconds=0.2, timeout_seconds=15)
+__all__ = ["PlatformGateway"]  # app.main still imports it from here
 
 
-@dataclass(slots=True)
-class PlatformGateway:
-    """How the connections service reaches marketplaces (settings and a shared HTTP client)."""
-
-    settings: Settings
-    http_client: httpx.AsyncClient | None = None
-
-    async def check_shop(
-        self,
-        platform: PlatformCode,
-        credentials: Credentials,
-        *,
-        token_store: TokenStore | None = None,
-    ) -> tuple[ShopInfo, Credentials]:
-        """The shop, and the credentials after the check: a check that had to refresh an
-        expired token returns the new pair, which the caller must store (Shopee refresh
-        tokens work once)."""
-        client = build_client(
-            platform,
-            credentials,
-            self.settings,
-            tuning=CONNECT_CHECK_TUNING,
-            http_client=self.http_client,
-            token_store=token_store,
-        )
-        async with client:
-            shop = await client.check_shop()
-            return shop, client.credentials
+def default_sync_interval(platform: PlatformCode) -> int:
+    # Meta sends no order webhooks, so Facebook orders arrive only through the schedule.
+    return 15 if platform is PlatformCode.FACEBOOK else 60
 
 
 def to_out(connection: MarketplaceConnection, cipher: CredentialCipher) -> ConnectionOut:
@@ -87,7 +68,7 @@ async def list_platforms(session: AsyncSession) -> list[PlatformOut]:
         platform = known_platform(row.code)
         if platform is None:
             continue
-        spec = PLATFORMS.get(platform)
+        spec = CONNECT_FORMS.get(platform)
         if spec is None:
             continue
         out.append(
@@ -144,14 +125,14 @@ def _validate_create(body: ConnectionCreate) -> tuple[PlatformSpec, dict[str, st
             code="unknown_platform",
             fields=["platformCode"],
         )
-    spec = PLATFORMS[platform] if platform is not None else None
+    spec = CONNECT_FORMS[platform] if platform is not None else None
     required = ["userId", "platformCode"] + ([f.name for f in spec.required] if spec else [])
     missing = [name for name in required if values.get(name) is None]
     if missing:
         raise ValidationFailed(
             "Missing required fields: " + ", ".join(missing),
             code="missing_required_fields",
-            fields=missing,
+            field_messages=[FieldProblem(name, "Field required") for name in missing],
         )
     assert spec is not None
     for name, value in values.items():
@@ -168,22 +149,29 @@ def _validate_create(body: ConnectionCreate) -> tuple[PlatformSpec, dict[str, st
 
 
 async def _verify_with_platform(
-    gateway: PlatformGateway, platform: PlatformCode, credentials: Credentials
+    gateway: PlatformGateway, spec: PlatformSpec, credentials: Credentials
 ) -> tuple[ShopInfo, Credentials]:
+    """The credentials checked with the marketplace, which must name the same shop: a token of
+    one shop stored under another shop's id would file one seller's orders under another."""
     try:
-        return await gateway.check_shop(platform, credentials)
+        shop, checked = await gateway.check_shop(spec.code, credentials)
     except (TransientError, RateLimitedError) as exc:
-        raise AppError(
-            f"Could not reach {platform.value} to check the credentials: {exc.message}",
-            code="marketplace_unavailable",
-            status_code=502,
+        raise MarketplaceUnavailable(
+            f"Could not reach {spec.name} to check the credentials: {exc.message}"
         ) from exc
     except MarketplaceError as exc:
-        raise AppError(
-            f"Failed to connect marketplace: {exc.message}",
-            code="marketplace_connection_failed",
-            status_code=400,
+        raise MarketplaceRejectedCredentials(
+            f"Failed to connect marketplace: {exc.message}"
         ) from exc
+    reported = spec.canonical_shop_id(shop.shop_id)
+    if reported != spec.canonical_shop_id(credentials.shop_id):
+        raise MarketplaceRejectedCredentials(
+            f"These credentials belong to {spec.name} shop {reported}, "
+            f"not to shopId {credentials.shop_id}",
+            shopId=credentials.shop_id,
+            platformShopId=reported,
+        )
+    return shop, checked
 
 
 async def create_connection(
@@ -201,33 +189,47 @@ async def create_connection(
             code="platform_inactive",
             fields=["platformCode"],
         )
-    user_id, shop_id = values["userId"], values["shopId"]
+    user_id, shop_id = values["userId"], spec.canonical_shop_id(values["shopId"])
     existing = await repository.find_by_shop(session, user_id, spec.code.value, shop_id)
-    if existing is not None and existing.status != "disconnected":
-        raise ConflictError(
-            "This shop is already connected",
-            code="connection_exists",
-            connectionId=str(existing.id),
-        )
+    if existing is not None and existing.status != ConnectionStatus.DISCONNECTED:
+        raise ConnectionExists(existing.id)
     credentials = Credentials(
-        shop_id=shop_id,
+        shop_id=values["shopId"],
         api_key=values["apiKey"],
         api_secret=values["apiSecret"],
         access_token=values["accessToken"],
         refresh_token=values.get("refreshToken"),
     )
-    shop, credentials = await _verify_with_platform(gateway, spec.code, credentials)
-    connection = existing or MarketplaceConnection(
-        id=uuid.uuid4(), user_id=user_id, platform_code=spec.code.value, shop_id=shop_id
-    )
+    # No lock is held during the marketplace call; the unique constraint settles races.
+    shop, credentials = await _verify_with_platform(gateway, spec, credentials)
+    credentials.shop_id = shop_id
+    if existing is not None:
+        connection = await repository.get_for_update(session, existing.id)
+        if connection is None or connection.status != ConnectionStatus.DISCONNECTED:
+            raise ConnectionExists(existing.id)  # revived by a concurrent request
+    else:
+        connection = MarketplaceConnection(
+            id=uuid.uuid4(), user_id=user_id, platform_code=spec.code.value, shop_id=shop_id
+        )
     connection.shop_name = values.get("shopName") or shop.name
-    connection.status = "active"
+    connection.status = ConnectionStatus.ACTIVE
     connection.status_reason = None
     connection.is_active = True
-    connection.sync_interval_minutes = body.sync_interval_minutes
+    connection.sync_interval_minutes = (
+        body.sync_interval_minutes
+        if "sync_interval_minutes" in body.model_fields_set
+        else default_sync_interval(spec.code)
+    )
+    connection.next_sync_at = first_sync_at(connection, datetime.now(UTC))
     store_credentials(connection, credentials, cipher)
-    session.add(connection)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add(connection)
+            await session.flush()
+    except IntegrityError:
+        # A concurrent request connected the same shop first: point at its connection.
+        winner = await repository.find_by_shop(session, user_id, spec.code.value, shop_id)
+        raise ConnectionExists(winner.id if winner else None) from None
     await session.refresh(connection)
     return connection
 
@@ -252,60 +254,92 @@ async def get_connection(
 
 
 async def update_connection(
-    session: AsyncSession,
+    uow: UnitOfWork,
     user_id: str,
     connection_id: uuid.UUID,
     body: ConnectionUpdate,
     *,
     cipher: CredentialCipher,
     gateway: PlatformGateway,
-) -> tuple[MarketplaceConnection, bool]:
-    """Returns the connection and whether it was re-authorized (new credentials checked after
-    an auth failure), which calls for a catch-up sync."""
+) -> MarketplaceConnection:
+    """Apply a PATCH. New credentials are checked with the marketplace before the row is locked;
+    new credentials after a refusal start a catch-up sync (sent after commit)."""
+    session = uow.session
+    connection = await get_connection(session, user_id, connection_id)
+    if connection.status == ConnectionStatus.DISCONNECTED:
+        raise ConnectionDisconnected()
+    spec = CONNECT_FORMS[PlatformCode(connection.platform_code)]
+    checked: tuple[ShopInfo, Credentials] | None = None
+    if body.credentials is not None:
+        updated = _credentials_after_update(
+            spec, decrypt_credentials(connection, cipher), body.credentials
+        )
+        checked = await _verify_with_platform(gateway, spec, updated)
     connection = await get_connection(session, user_id, connection_id, for_update=True)
-    if connection.status == "disconnected":
-        raise ConflictError("This connection is disconnected; connect the shop again")
-    reauthorized = False
+    if connection.status == ConnectionStatus.DISCONNECTED:
+        raise ConnectionDisconnected()  # disconnected while the marketplace was checking
     if body.shop_name is not None:
         connection.shop_name = _clean(body.shop_name)
-    if body.sync_interval_minutes is not None:
+    if "sync_interval_minutes" in body.model_fields_set:
         connection.sync_interval_minutes = body.sync_interval_minutes
+        connection.next_sync_at = first_sync_at(connection, datetime.now(UTC))
     if body.is_active is not None:
         connection.is_active = body.is_active
-    if body.credentials is not None:
-        current = decrypt_credentials(connection, cipher)
-        changes = {
-            key: _clean(value)
-            for key, value in body.credentials.model_dump(exclude_none=True).items()
-        }
-        blank = [key for key, value in changes.items() if value is None]
-        if blank:
-            names = ", ".join(f"credentials.{_camel(k)}" for k in blank)
-            raise ValidationFailed(f"Blank values: {names}", code="invalid_field", fields=blank)
-        spec = PLATFORMS[PlatformCode(connection.platform_code)]
-        new_key = changes.get("api_key")
-        if new_key is not None and (problem := spec.invalid_value("apiKey", new_key)):
-            raise ValidationFailed(problem, code="invalid_field", fields=["credentials.apiKey"])
-        updated = Credentials(
-            shop_id=current.shop_id,
-            api_key=changes.get("api_key") or current.api_key,
-            api_secret=changes.get("api_secret") or current.api_secret,
-            access_token=changes.get("access_token") or current.access_token,
-            refresh_token=changes.get("refresh_token") or current.refresh_token,
-            access_expires_at=None if "access_token" in changes else current.access_expires_at,
+    reauthorized = False
+    if checked is not None:
+        shop, credentials = checked
+        store_credentials(connection, credentials, cipher)
+        reauthorized = connection.status in (
+            ConnectionStatus.ERROR,
+            ConnectionStatus.REAUTH_REQUIRED,
         )
-        shop, updated = await _verify_with_platform(
-            gateway, PlatformCode(connection.platform_code), updated
-        )
-        store_credentials(connection, updated, cipher)
-        reauthorized = connection.status in ("error", "reauth_required")
-        connection.status = "active"
+        connection.status = ConnectionStatus.ACTIVE
         connection.status_reason = None
         if not connection.shop_name:
             connection.shop_name = shop.name
     await session.flush()
     await session.refresh(connection)
-    return connection, reauthorized
+    if reauthorized:
+        # Orders may have been missed while the credentials were refused: catch up now.
+        with contextlib.suppress(SyncAlreadyRunning):
+            await start_sync(
+                uow,
+                connection,
+                trigger=SyncTrigger.CATCH_UP,
+                stale_after=timedelta(seconds=gateway.settings.sync_stale_seconds),
+            )
+    return connection
+
+
+def _credentials_after_update(
+    spec: PlatformSpec, current: Credentials, update: CredentialsUpdate
+) -> Credentials:
+    changes = {key: _clean(value) for key, value in update.model_dump(exclude_none=True).items()}
+    blank = [f"credentials.{_camel(key)}" for key, value in changes.items() if value is None]
+    if blank:
+        raise ValidationFailed(
+            "Blank values: " + ", ".join(blank), code="invalid_field", fields=blank
+        )
+    for key, value in changes.items():
+        name = _camel(key)
+        if value is None:
+            continue
+        if key == "refresh_token" and spec.field("refreshToken") is None:
+            raise ValidationFailed(
+                f"{spec.name} has no refresh token; leave credentials.refreshToken out",
+                code="invalid_field",
+                fields=["credentials.refreshToken"],
+            )
+        if problem := spec.invalid_value(name, value):
+            raise ValidationFailed(problem, code="invalid_field", fields=[f"credentials.{name}"])
+    return Credentials(
+        shop_id=current.shop_id,
+        api_key=changes.get("api_key") or current.api_key,
+        api_secret=changes.get("api_secret") or current.api_secret,
+        access_token=changes.get("access_token") or current.access_token,
+        refresh_token=changes.get("refresh_token") or current.refresh_token,
+        access_expires_at=None if "access_token" in changes else current.access_expires_at,
+    )
 
 
 def _camel(snake: str) -> str:
@@ -325,35 +359,10 @@ async def disconnect(
     connection.refresh_token_encrypted = None
     connection.access_token_expires_at = None
     connection.refresh_token_expires_at = None
-    connection.status = "disconnected"
+    connection.status = ConnectionStatus.DISCONNECTED
     connection.status_reason = "Disconnected by the seller"
     connection.is_active = False
     await session.flush()
-
-
-async def mark_status(
-    session: AsyncSession, connection_id: uuid.UUID, status: str, reason: str | None
-) -> None:
-    """Set only the status columns, so tokens refreshed meanwhile by another transaction are
-    never overwritten with a stale copy."""
-    await session.execute(
-        update(MarketplaceConnection)
-        .where(
-            MarketplaceConnection.id == connection_id,
-            # Disconnecting is the seller's word; a sync finishing later must not undo it.
-            MarketplaceConnection.status != "disconnected",
-        )
-        .values(status=status, status_reason=reason, updated_at=func.now())
-    )
-
-
-def status_for_failure(error: MarketplaceError) -> str | None:
-    """The connection status a failed marketplace call calls for (None: leave it)."""
-    if isinstance(error, ReauthRequiredError):
-        return "reauth_required"
-    if isinstance(error, AuthError | PermanentError):
-        return "error"
-    return None
 
 
 async def recheck_connection(
@@ -366,8 +375,8 @@ async def recheck_connection(
 ) -> str:
     """Ask the marketplace whether the stored credentials still work; record the answer."""
     connection = await session.get(MarketplaceConnection, connection_id)
-    if connection is None or connection.status == "disconnected":
-        return "disconnected"
+    if connection is None or connection.status == ConnectionStatus.DISCONNECTED:
+        return ConnectionStatus.DISCONNECTED
     platform = PlatformCode(connection.platform_code)
     try:
         shop, _ = await gateway.check_shop(
@@ -379,11 +388,11 @@ async def recheck_connection(
             await mark_status(session, connection_id, new_status, exc.message)
             return new_status
         return connection.status  # transient: nothing learned about the credentials
-    await mark_status(session, connection_id, "active", None)
+    await mark_status(session, connection_id, ConnectionStatus.ACTIVE, None)
     if not connection.shop_name and shop.name:
         await session.execute(
             update(MarketplaceConnection)
             .where(MarketplaceConnection.id == connection_id)
             .values(shop_name=shop.name)
         )
-    return "active"
+    return ConnectionStatus.ACTIVE

@@ -2,6 +2,7 @@
 
 from app.models.base import Base
 from app.models.connection import MarketplaceConnection
+from app.models.failed_order import MarketplaceFailedOrder
 from app.models.order import MarketplaceOrder
 from app.models.order_item import MarketplaceOrderItem
 from app.models.platform import MarketplacePlatform
@@ -14,6 +15,7 @@ from app.models.webhook import MarketplaceWebhook
 __all__ = [
     "Base",
     "MarketplaceConnection",
+    "MarketplaceFailedOrder",
     "MarketplaceOrder",
     "MarketplaceOrderItem",
     "MarketplacePlatform",

@@ -16,6 +16,8 @@ class MarketplaceConnection(TimestampMixin, Base):
     __table_args__ = (
         UniqueConstraint("user_id", "platform_code", "shop_id"),
         Index("ix_marketplace_connections_user_id_created_at", "user_id", "created_at"),
+        # The scheduler asks "which connections are due" every few seconds.
+        Index("ix_marketplace_connections_next_sync_at", "next_sync_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -39,5 +41,7 @@ class MarketplaceConnection(TimestampMixin, Base):
     refresh_token_expires_at: Mapped[datetime | None]
 
     last_sync_at: Mapped[datetime | None]
+    # When the schedule runs this connection's next sync (None: not scheduled).
+    next_sync_at: Mapped[datetime | None]
     # The latest platform update time of an order actually stored (never wall-clock "now").
     orders_high_water_mark: Mapped[datetime | None]

@@ -12,8 +12,15 @@ from typing import ClassVar, Protocol, TypeVar
 import httpx
 
 from app.config import ClientTuning
-from app.platforms.errors import AuthError, ReauthRequiredError
-from app.platforms.http import EventSink, PlatformTransport, RateLimiter, ignore_events
+from app.platforms.errors import AuthError, MarketplaceError, RateLimitedError, ReauthRequiredError
+from app.platforms.http import (
+    EventSink,
+    PlatformTransport,
+    RateLimiter,
+    backoff_delay,
+    ignore_events,
+    single_attempt,
+)
 from app.platforms.types import (
     Credentials,
     NormalizedOrder,
@@ -179,12 +186,30 @@ class MarketplaceClient(ABC):
         """Refresh once for everyone holding `stale`: the store refreshes only if the stored
         token is still the stale one, so concurrent callers never spend a single-use refresh
         token twice."""
-        try:
-            self.credentials = await self.token_store.refresh(stale, self.refresh_tokens)
-        except AuthError as exc:
-            raise ReauthRequiredError(
-                exc.message, platform=exc.platform, code=exc.code, request_id=exc.request_id
-            ) from exc
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                # The store holds the connection's row lock around this call: one attempt
+                # under the lock, and the back-off between attempts outside it.
+                with single_attempt():
+                    self.credentials = await self.token_store.refresh(stale, self.refresh_tokens)
+                break
+            except AuthError as exc:
+                raise ReauthRequiredError(
+                    exc.message, platform=exc.platform, code=exc.code, request_id=exc.request_id
+                ) from exc
+            except MarketplaceError as exc:
+                tuning = self.config.tuning
+                if not exc.retryable or attempt >= tuning.max_attempts:
+                    raise
+                delay = backoff_delay(attempt, tuning)
+                if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+                    delay = max(delay, exc.retry_after)
+                if delay > tuning.max_wait_seconds:
+                    raise
+                self.events("retry", {"reason": "token_refresh", "error": str(exc)})
+                await asyncio.sleep(delay)
         if self.credentials.access_token != stale.access_token:
             self.events("token_refreshed", {"platform": self.platform.value})
 

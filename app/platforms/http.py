@@ -6,14 +6,21 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
 import orjson
 
 from app.config import ClientTuning
-from app.platforms.errors import MarketplaceError, RateLimitedError, TransientError
+from app.platforms.errors import (
+    MarketplaceError,
+    PermanentError,
+    RateLimitedError,
+    TransientError,
+)
 
 logger = logging.getLogger("app.platforms")
 
@@ -24,6 +31,20 @@ Classifier = Callable[[httpx.Response], dict[str, Any]]
 
 def ignore_events(event: str, data: Mapping[str, Any]) -> None:
     """The default event sink: a client used outside a sync reports to nobody."""
+
+
+# Set while a caller holds a database row lock around a call (a token refresh): the call makes
+# one attempt, and the caller retries after releasing the lock.
+_single_attempt: ContextVar[bool] = ContextVar("single_attempt", default=False)
+
+
+@contextmanager
+def single_attempt() -> Iterator[None]:
+    token = _single_attempt.set(True)
+    try:
+        yield
+    finally:
+        _single_attempt.reset(token)
 
 
 class RateLimiter:
@@ -132,6 +153,7 @@ class PlatformTransport:
         auth: httpx.Auth | None = None,
     ) -> dict[str, Any]:
         """Send one logical call, retrying transient and rate-limited failures only."""
+        max_attempts = 1 if _single_attempt.get() else self.tuning.max_attempts
         attempt = 0
         while True:
             attempt += 1
@@ -156,6 +178,18 @@ class PlatformTransport:
                 error = TransientError(
                     f"Could not reach the platform ({type(exc).__name__})", platform=self.platform
                 )
+            except httpx.DecodingError as exc:
+                # A body that breaks its own Content-Encoding: a proxy or gateway fault.
+                error = TransientError(
+                    f"Unreadable answer from the platform ({type(exc).__name__})",
+                    platform=self.platform,
+                )
+            except (httpx.TooManyRedirects, httpx.InvalidURL) as exc:
+                # A base URL that redirects in circles is a set-up fault; retrying cannot help.
+                error = PermanentError(
+                    f"Bad or looping platform URL ({type(exc).__name__}); check the base URL",
+                    platform=self.platform,
+                )
             except MarketplaceError as exc:
                 error = exc
             delay = backoff_delay(attempt, self.tuning)
@@ -163,7 +197,7 @@ class PlatformTransport:
                 delay = max(delay, error.retry_after)
             if (
                 not error.retryable
-                or attempt >= self.tuning.max_attempts
+                or attempt >= max_attempts
                 or delay > self.tuning.max_wait_seconds
             ):
                 self._log_failure(error, attempt)

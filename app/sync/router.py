@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
@@ -29,9 +30,14 @@ async def sync_orders(
     `GET /api/marketplace/sync-logs/{syncLogId}`). A sync already running: 409 with its id."""
     owner = ensure_same_user(user, body.user_id)
     connection = await get_connection(uow.session, owner, body.connection_id)
-    log = await service.start_sync(uow, connection, full=body.full)
-    await uow.commit()  # the job must see the log, and the client its id, even if we wait
     settings = request.app.state.settings
+    log = await service.start_sync(
+        uow,
+        connection,
+        full=body.full,
+        stale_after=timedelta(seconds=settings.sync_stale_seconds),
+    )
+    await uow.commit()  # the job must see the log, and the client its id, even if we wait
     log = await service.wait_for_finish(
         request.app.state.sessionmaker, log.id, settings.sync_wait_seconds
     )

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
+from app.models.enums import SyncStatus, SyncTrigger
 from app.schemas import CamelModel
 
 
@@ -18,8 +19,8 @@ class SyncRequest(CamelModel):
 class SyncSummary(CamelModel):
     sync_log_id: uuid.UUID
     connection_id: uuid.UUID
-    status: str = Field(description="running, success, partial or failed")
-    trigger: str
+    status: SyncStatus
+    trigger: SyncTrigger
     full: bool
     orders_fetched: int
     orders_created: int

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.errors import ConflictError, NotFoundError
+from app.errors import (
+    ConnectionDisconnected,
+    NotFoundError,
+    ReauthRequired,
+    SyncAlreadyRunning,
+)
 from app.models import MarketplaceConnection, MarketplaceSyncLog
+from app.models.enums import ConnectionStatus, SyncStatus, SyncTrigger
 from app.sync import repository
 from app.sync.schemas import SyncSummary
 from app.uow import UnitOfWork
@@ -45,27 +50,23 @@ def summary(log: MarketplaceSyncLog) -> SyncSummary:
 
 
 def _syncable(connection: MarketplaceConnection) -> None:
-    if connection.status == "disconnected":
-        raise ConflictError("This connection is disconnected", code="connection_disconnected")
-    if connection.status == "reauth_required":
-        raise ConflictError(
-            "The marketplace no longer accepts this connection's credentials; re-authorize it "
-            f"(PATCH the connection with new credentials). Reason: {connection.status_reason}",
-            code="reauth_required",
-        )
+    if connection.status == ConnectionStatus.DISCONNECTED:
+        raise ConnectionDisconnected("This connection is disconnected")
+    if connection.status == ConnectionStatus.REAUTH_REQUIRED:
+        raise ReauthRequired(connection.status_reason)
 
 
-async def _clear_if_dead(
+async def _close_if_dead(
     session: AsyncSession, running: MarketplaceSyncLog, stale_after: timedelta
 ) -> bool:
-    """A running log whose runner is gone (no lock held, no heartbeat for a while) is closed
-    so the connection can sync again; the next run resumes from the saved high-water mark."""
+    """A running log whose runner is gone (no heartbeat for a while, and its lock free) is
+    closed so the connection can sync again; the new run resumes from the high-water mark."""
     last_seen = running.heartbeat_at or running.started_at
     if datetime.now(UTC) - last_seen < stale_after:
         return False
-    if await repository.runner_alive(session, running.connection_id):
+    if not await repository.runner_gone(session, running.connection_id):
         return False
-    running.status = "failed"
+    running.status = SyncStatus.FAILED
     running.finished_at = datetime.now(UTC)
     running.error_message = INTERRUPTED
     await session.flush()
@@ -76,27 +77,23 @@ async def start_sync(
     uow: UnitOfWork,
     connection: MarketplaceConnection,
     *,
+    stale_after: timedelta,
     full: bool = False,
-    trigger: str = "manual",
-    stale_after: timedelta = timedelta(minutes=2),
+    trigger: SyncTrigger = SyncTrigger.MANUAL,
 ) -> MarketplaceSyncLog:
     """Create the running log and queue the job (sent after commit). A sync already running
     for the connection is a 409 carrying its id, whichever process started it."""
     _syncable(connection)
     session = uow.session
     running = await repository.running_for_connection(session, connection.id)
-    if running is not None and not await _clear_if_dead(session, running, stale_after):
-        raise ConflictError(
-            "A sync is already running for this connection",
-            code="sync_running",
-            syncLogId=str(running.id),
-        )
+    if running is not None and not await _close_if_dead(session, running, stale_after):
+        raise SyncAlreadyRunning(running.id)
     now = datetime.now(UTC)
     log = MarketplaceSyncLog(
         id=uuid.uuid4(),
         connection_id=connection.id,
         user_id=connection.user_id,
-        status="running",
+        status=SyncStatus.RUNNING,
         trigger=trigger,
         full=full,
         started_at=now,
@@ -110,13 +107,33 @@ async def start_sync(
     except IntegrityError:
         # Another process started one between our check and our insert: the unique index won.
         winner = await repository.running_for_connection(session, connection.id)
-        raise ConflictError(
-            "A sync is already running for this connection",
-            code="sync_running",
-            syncLogId=str(winner.id) if winner else None,
-        ) from None
+        raise SyncAlreadyRunning(winner.id if winner else None) from None
     uow.enqueue_after_commit(SYNC_JOB, str(log.id), job_id=f"{SYNC_JOB}:{log.id}")
     return log
+
+
+def resume_job_id(log: MarketplaceSyncLog) -> str:
+    """A new arq job id per resume: the dead job's id stays "in progress" in arq for an hour."""
+    return f"{SYNC_JOB}:{log.id}:resume:{(log.details or {}).get('requeued', 0)}"
+
+
+async def requeue_dead_runs(uow: UnitOfWork, stale_after: timedelta) -> int:
+    """Re-queue every running sync whose runner died (killed worker, lost job), so a live
+    worker resumes it from its saved progress without anyone asking."""
+    session = uow.session
+    requeued = 0
+    for log in await repository.stale_running(session, datetime.now(UTC) - stale_after):
+        if not await repository.runner_gone(session, log.connection_id):
+            continue
+        log.details = {
+            **(log.details or {}),
+            "requeued": (log.details or {}).get("requeued", 0) + 1,
+        }
+        log.heartbeat_at = datetime.now(UTC)  # not re-queued again before it is stale again
+        uow.enqueue_after_commit(SYNC_JOB, str(log.id), job_id=resume_job_id(log))
+        requeued += 1
+    await session.flush()
+    return requeued
 
 
 async def wait_for_finish(
@@ -157,19 +174,64 @@ async def list_logs(
     return [summary(row) for row in rows], total
 
 
-async def due_connections(session: AsyncSession) -> Sequence[MarketplaceConnection]:
-    """Connections whose own schedule says a sync is due and none is running."""
+def first_sync_at(connection: MarketplaceConnection, now: datetime) -> datetime | None:
+    """When a schedule's first run is: at a point of the interval fixed by the connection's id,
+    so a thousand connections made at once do not all sync in the same second."""
+    if connection.sync_interval_minutes is None:
+        return None
+    interval = connection.sync_interval_minutes * 60
+    return now + timedelta(seconds=int.from_bytes(connection.id.bytes[-4:], "big") % interval)
+
+
+async def start_due_syncs(uow: UnitOfWork, stale_after: timedelta, limit: int = 200) -> int:
+    """Start the syncs whose time has come. Rows are claimed with SKIP LOCKED and moved one
+    interval on in the same transaction, so several schedulers start each due sync once."""
+    session = uow.session
     now = datetime.now(UTC)
     rows = await session.scalars(
-        select(MarketplaceConnection).where(
+        select(MarketplaceConnection)
+        .where(
             MarketplaceConnection.is_active.is_(True),
-            MarketplaceConnection.status.in_(("active", "error")),
+            MarketplaceConnection.status.in_((ConnectionStatus.ACTIVE, ConnectionStatus.ERROR)),
             MarketplaceConnection.sync_interval_minutes.is_not(None),
+            MarketplaceConnection.next_sync_at <= now,
         )
+        .order_by(MarketplaceConnection.next_sync_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
     )
-    due = []
-    for connection in rows:
+    started = 0
+    for connection in rows.all():
         interval = timedelta(minutes=connection.sync_interval_minutes or 0)
-        if connection.last_sync_at is None or now - connection.last_sync_at >= interval:
-            due.append(connection)
-    return due
+        connection.next_sync_at = now + interval
+        try:
+            await start_sync(uow, connection, stale_after=stale_after, trigger=SyncTrigger.SCHEDULE)
+            started += 1
+        except SyncAlreadyRunning:
+            continue  # the running one does the same work
+    await session.flush()
+    return started
+
+
+async def start_reconciles(uow: UnitOfWork, stale_after: timedelta) -> int:
+    """Daily: re-read the last RECONCILE_DAYS of every live shop (webhooks and schedules both
+    miss things); the log's created/updated counts are what it repaired."""
+    session = uow.session
+    rows = await session.scalars(
+        select(MarketplaceConnection)
+        .where(
+            MarketplaceConnection.is_active.is_(True),
+            MarketplaceConnection.status.in_((ConnectionStatus.ACTIVE, ConnectionStatus.ERROR)),
+        )
+        .with_for_update(skip_locked=True)
+    )
+    started = 0
+    for connection in rows.all():
+        try:
+            await start_sync(
+                uow, connection, stale_after=stale_after, trigger=SyncTrigger.RECONCILE
+            )
+            started += 1
+        except SyncAlreadyRunning:
+            continue
+    return started

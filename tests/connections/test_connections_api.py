@@ -102,14 +102,14 @@ async def test_missing_required_fields_are_named_together(
     error = response.json()["error"]
     assert error["code"] == "missing_required_fields"
     assert error["message"] == "Missing required fields: apiSecret, accessToken"
-    assert error["fields"] == ["apiSecret", "accessToken"]
+    assert [f["field"] for f in error["fields"]] == ["apiSecret", "accessToken"]
     assert await connection_count(session_factory) == 0
 
 
 async def test_missing_platform_code_and_user_are_reported(api: httpx.AsyncClient) -> None:
     response = await api.post("/api/marketplace/connections", json={}, headers=auth_headers(USER))
     assert response.status_code == 422
-    assert response.json()["error"]["fields"] == ["userId", "platformCode"]
+    assert [f["field"] for f in response.json()["error"]["fields"]] == ["userId", "platformCode"]
 
 
 async def test_unknown_platform_names_the_field(api: httpx.AsyncClient) -> None:
@@ -121,7 +121,7 @@ async def test_unknown_platform_names_the_field(api: httpx.AsyncClient) -> None:
     assert response.status_code == 422
     error = response.json()["error"]
     assert error["code"] == "unknown_platform"
-    assert error["fields"] == ["platformCode"]
+    assert [f["field"] for f in error["fields"]] == ["platformCode"]
     assert "tiktok" in error["message"]
 
 
@@ -143,7 +143,7 @@ async def test_malformed_value_names_the_field(
     }
     response = await api.post("/api/marketplace/connections", json=body, headers=auth_headers(USER))
     assert response.status_code == 422
-    assert response.json()["error"]["fields"] == [field]
+    assert [f["field"] for f in response.json()["error"]["fields"]] == [field]
 
 
 async def test_wrong_json_type_names_the_field(api: httpx.AsyncClient) -> None:
@@ -183,7 +183,7 @@ async def test_refresh_token_is_refused_for_facebook(api: httpx.AsyncClient) -> 
         headers=auth_headers(USER),
     )
     assert response.status_code == 422
-    assert response.json()["error"]["fields"] == ["refreshToken"]
+    assert [f["field"] for f in response.json()["error"]["fields"]] == ["refreshToken"]
 
 
 async def test_credentials_are_trimmed_before_use_and_storage(

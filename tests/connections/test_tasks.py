@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -82,12 +83,26 @@ async def test_scheduled_sync_runs_when_its_interval_has_passed(
     session_factory: async_sessionmaker[AsyncSession],
 ) -> None:
     scheduled = await connect(api, sandbox, syncIntervalMinutes=15)
-    await connect(api, sandbox)  # no schedule: left alone
+    await connect(api, sandbox, syncIntervalMinutes=None)  # no schedule: left alone
+    listed = (await api.get("/api/marketplace/connections", headers=auth_headers("u1"))).json()
+    by_id = {c["id"]: c for c in listed["data"]}
+    first = datetime.fromisoformat(by_id[scheduled]["nextSyncAt"])
+    # Spread over the interval (by connection id), never later than one interval away.
+    assert (
+        datetime.now(UTC) - timedelta(seconds=5)
+        <= first
+        <= datetime.now(UTC) + timedelta(minutes=15)
+    )
+    assert [c["nextSyncAt"] for c in listed["data"] if c["id"] != scheduled] == [None]
+    await alter_connection(session_factory, scheduled, next_sync_at=datetime.now(UTC))
 
     assert await schedule_due_syncs(job_context) == 1
     await run_burst(settings)
     # Within its interval after that run, nothing more is due.
     assert await schedule_due_syncs(job_context) == 0
+    listed = (await api.get("/api/marketplace/connections", headers=auth_headers("u1"))).json()
+    moved = next(c for c in listed["data"] if c["id"] == scheduled)
+    assert datetime.fromisoformat(moved["nextSyncAt"]) > datetime.now(UTC) + timedelta(minutes=14)
 
     async with session_factory() as session:
         logs = (await session.scalars(select(MarketplaceSyncLog))).all()
