@@ -178,6 +178,26 @@ async def clean(engine: AsyncEngine, redis_url: str) -> AsyncIterator[None]:
     await redis.flushdb()
     await redis.aclose()
     yield
+    await _no_success_log_hides_a_missing_order(engine)
+
+
+async def _no_success_log_hides_a_missing_order(engine: AsyncEngine) -> None:
+    """After every test: a sync log that says `success` must not have left an order of its
+    connection unstored (one waiting in marketplace_failed_orders since before it finished)."""
+    async with engine.connect() as conn:
+        hidden = (
+            await conn.execute(
+                text(
+                    "SELECT l.id, f.external_order_id FROM marketplace_sync_logs l "
+                    "JOIN marketplace_failed_orders f ON f.connection_id = l.connection_id "
+                    "AND f.first_failed_at < l.finished_at "
+                    "WHERE l.status = 'success' UNION ALL "
+                    "SELECT id, NULL FROM marketplace_sync_logs "
+                    "WHERE status = 'success' AND orders_failed > 0"
+                )
+            )
+        ).all()
+    assert not hidden, f"sync logs say success with orders missing: {hidden}"
 
 
 @pytest.fixture
