@@ -302,3 +302,24 @@ async def alter_connection(
             .values(**values)
         )
         await session.commit()
+
+
+@pytest.fixture
+async def job_context(settings: Settings, redis: ArqRedis) -> AsyncIterator[dict[str, Any]]:
+    """What arq hands a job: the worker's context and its Redis."""
+    from app.worker_context import WorkerContext
+
+    wc = WorkerContext.create(settings, redis=redis)
+    yield {"app": wc, "redis": redis}
+    await wc.close()
+
+
+async def run_burst(settings: Settings) -> None:
+    """Run every queued job through a real arq worker, then return."""
+    from app.worker import create_worker
+
+    worker = create_worker(settings, burst=True, handle_signals=False, poll_delay=0.01)
+    try:
+        await worker.async_run()
+    finally:
+        await worker.close()

@@ -123,6 +123,7 @@ class RunTarget:
     connection_id: uuid.UUID
     user_id: str
     platform: PlatformCode
+    trigger: str
 
 
 def sync_range(
@@ -216,7 +217,11 @@ async def _run_locked(wc: WorkerContext, sync_log_id: uuid.UUID) -> str:
         await session.commit()
         credentials = decrypt_credentials(connection, wc.cipher)
         target = RunTarget(
-            sync_log_id, connection.id, connection.user_id, PlatformCode(connection.platform_code)
+            sync_log_id,
+            connection.id,
+            connection.user_id,
+            PlatformCode(connection.platform_code),
+            log.trigger,
         )
 
     client = build_client(
@@ -452,6 +457,15 @@ async def _finish(
         log.finished_at = datetime.now(UTC)
         if error is None:
             status = SyncStatus.PARTIAL if waiting_count else SyncStatus.SUCCESS
+            if target.trigger == SyncTrigger.RECONCILE:
+                # What the schedule and the pushes had missed, and this run put right.
+                log.details = {
+                    **log.details,
+                    "repaired": {
+                        "created": progress.result.created,
+                        "updated": progress.result.updated,
+                    },
+                }
             if progress.max_stored is not None:
                 # Every order updated in the range was yielded: the mark may move to the
                 # latest update time stored (never to `until`, which no order may carry).

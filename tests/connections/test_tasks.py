@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
-from arq.connections import ArqRedis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -16,31 +13,14 @@ from app.config import Settings
 from app.connections.tasks import verify_all_connections
 from app.models import MarketplaceSyncLog
 from app.sync.tasks import schedule_due_syncs
-from app.worker import create_worker
-from app.worker_context import WorkerContext
 from tests.conftest import (
     RunningSandbox,
     alter_connection,
     auth_headers,
     connection_body,
     create_sandbox_shop,
+    run_burst,
 )
-
-
-@pytest.fixture
-async def job_context(settings: Settings, redis: ArqRedis) -> AsyncIterator[dict[str, Any]]:
-    """What arq hands a job: the worker's context and its Redis."""
-    wc = WorkerContext.create(settings, redis=redis)
-    yield {"app": wc, "redis": redis}
-    await wc.close()
-
-
-async def run_burst(settings: Settings) -> None:
-    worker = create_worker(settings, burst=True, handle_signals=False, poll_delay=0.01)
-    try:
-        await worker.async_run()
-    finally:
-        await worker.close()
 
 
 async def connect(api: httpx.AsyncClient, sandbox: RunningSandbox, **extra: Any) -> str:

@@ -218,7 +218,7 @@ class FacebookClient(MarketplaceClient):
         cms = await self.commerce_account_id()
         name = page.get("name")
         return ShopInfo(
-            shop_id=self.credentials.shop_id,
+            shop_id=str(page.get("id") or self.credentials.shop_id),
             name=str(name) if name else None,
             raw={"id": page.get("id"), "name": name, "commerce_merchant_settings_id": cms},
         )

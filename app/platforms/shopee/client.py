@@ -150,7 +150,10 @@ class ShopeeClient(MarketplaceClient):
         # get_shop_info answers at the top level, not under `response`.
         name = payload.get("shop_name")
         raw = {k: v for k, v in payload.items() if k not in {"request_id", "error", "message"}}
-        return ShopInfo(shop_id=self.credentials.shop_id, name=str(name) if name else None, raw=raw)
+        # The answer names no shop id: the token is bound to the shop the call was signed for,
+        # which Shopee reads as a number ("0409334" is shop 409334).
+        shop_id = str(self._number(self.credentials.shop_id, "shop id"))
+        return ShopInfo(shop_id=shop_id, name=str(name) if name else None, raw=raw)
 
     async def refresh_tokens(self, credentials: Credentials) -> TokenPair:
         if not credentials.refresh_token:
