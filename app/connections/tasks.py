@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from sqlalchemy import select
 
 from app.connections import service
 from app.connections.credentials import DatabaseTokenStore
 from app.models import MarketplaceConnection
-from app.worker_context import WorkerContext
+from app.models.enums import ConnectionStatus
+from app.worker_context import JobContext
 
 
-async def verify_connection(ctx: dict[str, Any], connection_id: str) -> str:
+async def verify_connection(ctx: JobContext, connection_id: str) -> str:
     """Re-check one connection's credentials with its marketplace; idempotent."""
-    wc: WorkerContext = ctx["app"]
+    wc = ctx["app"]
     cid = uuid.UUID(connection_id)
     async with wc.unit_of_work() as uow:
         return await service.recheck_connection(
@@ -27,16 +27,18 @@ async def verify_connection(ctx: dict[str, Any], connection_id: str) -> str:
         )
 
 
-async def verify_all_connections(ctx: dict[str, Any]) -> int:
+async def verify_all_connections(ctx: JobContext) -> int:
     """Cron: queue a check of every live connection, so a revoked authorization shows up as
     `reauth_required` in the connections list before the seller misses orders."""
-    wc: WorkerContext = ctx["app"]
+    wc = ctx["app"]
     async with wc.sessionmaker() as session:
         ids = (
             await session.scalars(
                 select(MarketplaceConnection.id).where(
                     MarketplaceConnection.is_active.is_(True),
-                    MarketplaceConnection.status.in_(("active", "error")),
+                    MarketplaceConnection.status.in_(
+                        (ConnectionStatus.ACTIVE, ConnectionStatus.ERROR)
+                    ),
                 )
             )
         ).all()

@@ -1,4 +1,5 @@
-"""The unified order shape on the wire. Money is a decimal string, exactly as stored."""
+"""The unified order shape on the wire. Money is a decimal string with exactly the minor units
+of the order's currency (app.money): "10780.20" in THB, "38000" in VND."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import Field, PlainSerializer
+from pydantic import Field, PlainSerializer, model_validator
 
+from app.money import in_minor_units
 from app.platforms.types import OrderStatus, PlatformCode
 from app.schemas import CamelModel
 
@@ -21,7 +23,11 @@ def _plain(value: Decimal) -> str:
 Money = Annotated[
     Decimal,
     PlainSerializer(_plain, return_type=str, when_used="always"),
-    Field(json_schema_extra={"type": "string", "format": "decimal", "examples": ["1234.50"]}),
+    Field(
+        description="Decimal string with exactly the minor units of the order's currency "
+        "(ISO 4217: two for THB, MYR, SGD, PHP, USD; none for VND, IDR)",
+        json_schema_extra={"type": "string", "format": "decimal", "examples": ["1234.50"]},
+    ),
 ]
 
 
@@ -81,6 +87,19 @@ class OrderOut(CamelModel):
     paid_at: datetime | None
     synced_at: datetime = Field(description="When this service last stored a change")
     items: list[OrderItemOut]
+
+    @model_validator(mode="after")
+    def _amounts_in_minor_units(self) -> OrderOut:
+        # Items do not know the currency; the order sets the digits of every amount it holds.
+        currency = self.currency
+        self.subtotal = in_minor_units(self.subtotal, currency)
+        self.shipping_fee = in_minor_units(self.shipping_fee, currency)
+        self.discount = in_minor_units(self.discount, currency)
+        self.total = in_minor_units(self.total, currency)
+        for item in self.items:
+            item.unit_price = in_minor_units(item.unit_price, currency)
+            item.discount = in_minor_units(item.discount, currency)
+        return self
 
 
 class OrderDetailOut(OrderOut):

@@ -17,6 +17,7 @@ from pydantic_core import from_json, to_json
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import FieldProblem, NotFoundError, ValidationFailed
+from app.money import format_amount
 from app.orders import repository
 from app.orders.repository import OrderFilter, PageRequest
 from app.orders.schemas import AddressOut, OrderSort
@@ -182,7 +183,9 @@ def _address(text: str | None) -> dict[str, Any] | None:
 
 def _order(row: Any) -> dict[str, Any]:
     """The wire shape (OrderOut, by alias) of a repository row, with no validation pass: the
-    values come typed from the database, and the tests hold this shape to the schema."""
+    values come typed from the database, and the tests hold this shape to the schema. Amounts
+    come as numeric text and leave with exactly the currency's minor units."""
+    currency = row["currency"]
     return {
         "id": row["id"],
         "connectionId": row["connection_id"],
@@ -195,10 +198,10 @@ def _order(row: Any) -> dict[str, Any]:
         "buyerEmail": row["buyer_email"],
         "shippingAddress": _address(row["shipping_address"]),
         "currency": row["currency"],
-        "subtotal": row["subtotal"],
-        "shippingFee": row["shipping_fee"],
-        "discount": row["discount"],
-        "total": row["total"],
+        "subtotal": format_amount(row["subtotal"], currency),
+        "shippingFee": format_amount(row["shipping_fee"], currency),
+        "discount": format_amount(row["discount"], currency),
+        "total": format_amount(row["total"], currency),
         "paymentMethod": row["payment_method"],
         "isCod": row["is_cod"],
         "createdAt": row["order_created_at"],
@@ -212,8 +215,8 @@ def _order(row: Any) -> dict[str, Any]:
                 "name": name,
                 "variation": variation,
                 "quantity": int(quantity),
-                "unitPrice": unit_price,
-                "discount": discount,
+                "unitPrice": format_amount(unit_price, currency),
+                "discount": format_amount(discount, currency),
                 "externalItemId": external_item_id,
                 "externalProductId": external_product_id,
             }

@@ -8,6 +8,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from app.money import in_minor_units
+
 
 class PlatformCode(StrEnum):
     SHOPEE = "shopee"
@@ -79,6 +81,18 @@ class NormalizedOrder:
     paid_at: datetime | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Every amount in exactly the currency's minor units (INTERFACE.md), whatever digits the
+        # payload or a computed zero carried, so equal amounts store, hash and render alike.
+        currency = self.currency
+        self.subtotal = in_minor_units(self.subtotal, currency)
+        self.shipping_fee = in_minor_units(self.shipping_fee, currency)
+        self.discount = in_minor_units(self.discount, currency)
+        self.total = in_minor_units(self.total, currency)
+        for item in self.items:
+            item.unit_price = in_minor_units(item.unit_price, currency)
+            item.discount = in_minor_units(item.discount, currency)
+
 
 @dataclass(slots=True)
 class ProductVariation:
@@ -98,6 +112,11 @@ class NormalizedProduct:
     updated_at: datetime | None
     variations: list[ProductVariation] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for variation in self.variations:
+            if variation.price is not None:
+                variation.price = in_minor_units(variation.price, self.currency)
 
 
 @dataclass(slots=True)

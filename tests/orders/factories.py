@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.crypto import CredentialCipher
 from app.models import MarketplaceConnection, MarketplaceOrder, MarketplaceOrderItem
+from app.orders.ingest import upsert_orders
+from app.platforms.types import NormalizedOrder
 from tests.conftest import ENCRYPTION_KEY
 
 BASE_TIME = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -93,6 +95,24 @@ async def add_orders(
         for order in orders:
             ids.append(await _insert_order(session, connection, order))
     return ids
+
+
+async def ingest_orders(
+    session_factory: async_sessionmaker[AsyncSession],
+    connection_id: uuid.UUID,
+    orders: list[NormalizedOrder],
+) -> None:
+    """Stores mapper output the way a sync does (the one ingest code path)."""
+    async with session_factory() as session, session.begin():
+        connection = await session.get(MarketplaceConnection, connection_id)
+        assert connection is not None
+        await upsert_orders(
+            session,
+            orders,
+            connection_id=connection.id,
+            user_id=connection.user_id,
+            platform_code=connection.platform_code,
+        )
 
 
 async def _insert_order(

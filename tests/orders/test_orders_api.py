@@ -167,7 +167,7 @@ async def test_list_returns_the_unified_shape_with_items_and_no_raw(
                 "variation": None,
                 "quantity": 3,
                 "unitPrice": "78.17",
-                "discount": "0",
+                "discount": "0.00",
                 "externalItemId": None,
                 "externalProductId": "product-1",
             },
@@ -176,7 +176,7 @@ async def test_list_returns_the_unified_shape_with_items_and_no_raw(
     assert "raw" not in order
 
 
-async def test_money_is_the_exact_stored_decimal_string(
+async def test_money_is_the_stored_decimal_in_its_currency_minor_units(
     orders_api: httpx.AsyncClient, session_factory: SessionFactory
 ) -> None:
     connection = await add_connection(session_factory, USER)
@@ -190,7 +190,7 @@ async def test_money_is_the_exact_stored_decimal_string(
         ],
     )
     body = await get_list(orders_api, sort="createdAt")
-    assert [o["total"] for o in body["data"]] == ["0.10", "1234.50", "99999999999999.99", "7"]
+    assert [o["total"] for o in body["data"]] == ["0.10", "1234.50", "99999999999999.99", "7.00"]
     # Exact sums, as a client adding them with a decimal type would get.
     assert sum(Decimal(o["total"]) for o in body["data"]) == sum(amounts)
 
@@ -657,7 +657,7 @@ async def test_detail_has_items_and_the_raw_payload(
     assert order["total"] == "0.10"
     assert [(i["sku"], i["quantity"], i["unitPrice"]) for i in order["items"]] == [
         ("MUG", 2, "0.05"),
-        ("SP", 1, "0"),
+        ("SP", 1, "0.00"),
     ]
     assert sum(Decimal(i["unitPrice"]) * i["quantity"] for i in order["items"]) == Decimal("0.10")
     listed = (await get_list(orders_api))["data"][0]

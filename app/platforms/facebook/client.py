@@ -19,10 +19,12 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 
 from app.platforms.base import (
+    ClientConfig,
     MarketplaceClient,
     OrderFailure,
     OrderPage,
     StockResult,
+    TokenStore,
 )
 from app.platforms.errors import (
     AuthError,
@@ -42,6 +44,7 @@ from app.platforms.facebook.mapping import (
     order_state,
     usage_retry_after,
 )
+from app.platforms.http import EventSink, RateLimiter, ignore_events
 from app.platforms.types import (
     Credentials,
     NormalizedOrder,
@@ -88,8 +91,25 @@ class FacebookClient(MarketplaceClient):
     batch_status_polls: ClassVar[int] = 5
     batch_status_interval_seconds: ClassVar[float] = 1.0
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        credentials: Credentials,
+        config: ClientConfig,
+        *,
+        token_store: TokenStore | None = None,
+        events: EventSink = ignore_events,
+        http_client: httpx.AsyncClient | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        super().__init__(
+            credentials,
+            config,
+            token_store=token_store,
+            events=events,
+            http_client=http_client,
+            limiter=limiter,
+        )
+        # The Page's commerce account and catalog, looked up once per client.
         self._cms_id: str | None = None
         self._catalog_id: str | None = None
         self._lookup_lock = asyncio.Lock()

@@ -63,7 +63,7 @@ from app.platforms.types import (
     OrderStatus,
     ProductVariation,
 )
-from app.platforms.values import MappingError, decimal_from, text_or_none
+from app.platforms.values import MappingError, money_from, text_or_none
 
 PLATFORM = "facebook"
 
@@ -181,11 +181,12 @@ def _retry_after(headers: httpx.Headers) -> float | None:
 # --- values --------------------------------------------------------------------------------
 
 
-def money(value: object) -> Decimal:
-    """A Graph amount ("20.45", 20.45 or {"amount": "20.45"}) as an exact Decimal."""
+def money(value: object, currency: str) -> Decimal:
+    """A Graph amount ("20.45", 20.45 or {"amount": "20.45"}) in the order currency's minor
+    units: Meta writes two decimals even for VND ("38000.00")."""
     if isinstance(value, Mapping):
         value = value.get("amount")
-    return decimal_from(value)
+    return money_from(value, currency)
 
 
 def graph_time(value: object) -> datetime:
@@ -272,27 +273,29 @@ def _map_order(raw: dict[str, Any], *, fully_cancelled: bool, refunded: bool) ->
     subtotals = _dict(payment.get("subtotal"))
     shipping_option = _dict(raw.get("selected_shipping_option"))
 
-    items = [_map_item(item) for item in edge_data(raw.get("items"))]
+    raw_items = edge_data(raw.get("items"))
     currency = _currency(
         payment.get("total_amount"),
         subtotals.get("items"),
-        *(_dict(i).get("price_per_unit") for i in edge_data(raw.get("items"))),
+        *(item.get("price_per_unit") for item in raw_items),
         shipping_option.get("price"),
     )
     if currency is None:
         raise OrderMappingError(f"order {order_id}: no currency in any amount")
+    items = [_map_item(item, currency) for item in raw_items]
 
     gross = sum((item.unit_price * item.quantity for item in items), Decimal("0"))
-    subtotal = money(subtotals["items"]) if subtotals.get("items") is not None else gross
+    listed = subtotals.get("items")
+    subtotal = money(listed, currency) if listed is not None else gross
     if subtotals.get("shipping") is not None:
-        shipping = money(subtotals["shipping"])
+        shipping = money(subtotals["shipping"], currency)
     elif shipping_option.get("price") is not None:
-        shipping = money(shipping_option["price"])
+        shipping = money(shipping_option["price"], currency)
     else:
         shipping = Decimal("0")
-    tax = money(payment["tax"]) if payment.get("tax") is not None else Decimal("0")
+    tax = money(payment["tax"], currency) if payment.get("tax") is not None else Decimal("0")
     if payment.get("total_amount") is not None:
-        total = money(payment["total_amount"])
+        total = money(payment["total_amount"], currency)
     else:
         total = subtotal + shipping + tax
     # Meta reports no discount field on the order; promotions show as the gap to the total.
@@ -332,7 +335,7 @@ def _currency(*amounts: object) -> str | None:
     return None
 
 
-def _map_item(item: dict[str, Any]) -> OrderItem:
+def _map_item(item: dict[str, Any], currency: str) -> OrderItem:
     quantity = item.get("quantity")
     if isinstance(quantity, bool) or quantity is None:
         raise OrderMappingError(f"item {item.get('id')!r}: no quantity")
@@ -344,7 +347,7 @@ def _map_item(item: dict[str, Any]) -> OrderItem:
         or text_or_none(item.get("id"))
         or "item",
         quantity=int(str(quantity)),
-        unit_price=money(item.get("price_per_unit")),
+        unit_price=money(item.get("price_per_unit"), currency),
         external_item_id=text_or_none(item.get("id")),
         external_product_id=text_or_none(item.get("product_id")),
     )

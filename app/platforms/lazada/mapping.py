@@ -84,12 +84,22 @@ from app.platforms.types import (
     PlatformCode,
     ProductVariation,
 )
-from app.platforms.values import MappingError, decimal_from, text_or_none
+from app.platforms.values import MappingError, money_from, text_or_none
 
 PLATFORM = PlatformCode.LAZADA.value
 DEFAULT_CURRENCY = "THB"  # Lazada Thailand; order rows carry their own currency when given
 # Lazada Thailand answers in local time; a time without an offset is read as Bangkok time.
 SITE_TZ = timezone(timedelta(hours=7))
+# Lazada names the country ("Thailand"); Shopee and Meta send the ISO code, which we keep.
+COUNTRY_CODES = {
+    "thailand": "TH",
+    "malaysia": "MY",
+    "singapore": "SG",
+    "philippines": "PH",
+    "vietnam": "VN",
+    "viet nam": "VN",
+    "indonesia": "ID",
+}
 
 STATUS_MAP: dict[str, OrderStatus] = {
     "unpaid": OrderStatus.UNPAID,
@@ -225,13 +235,14 @@ def classify_response(response: httpx.Response) -> dict[str, Any]:
 # --- values ------------------------------------------------------------------------------
 
 
-def money(value: Any) -> Decimal:
-    """Decimal from Lazada's strings ("1,299.00") or JSON numbers; a missing amount is zero."""
+def money(value: Any, currency: str) -> Decimal:
+    """Lazada's strings ("1,299.00") or JSON numbers in the currency's minor units; a missing
+    amount is zero."""
     if value is None or value == "":
-        return Decimal("0")
+        value = 0
     if isinstance(value, str):
         value = value.replace(",", "")  # Lazada formats prices with thousands separators
-    return decimal_from(value)
+    return money_from(value, currency)
 
 
 def parse_time(value: Any) -> datetime:
@@ -286,18 +297,18 @@ def order_status(raw_statuses: Sequence[str]) -> tuple[OrderStatus, str]:
 # --- orders ------------------------------------------------------------------------------
 
 
-def _row_discount(row: Mapping[str, Any]) -> Decimal:
+def _row_discount(row: Mapping[str, Any], currency: str) -> Decimal:
     if row.get("voucher_amount") not in (None, ""):
-        return money(row["voucher_amount"])
-    return money(row.get("voucher_seller")) + money(row.get("voucher_platform"))
+        return money(row["voucher_amount"], currency)
+    return money(row.get("voucher_seller"), currency) + money(row.get("voucher_platform"), currency)
 
 
-def group_items(rows: Sequence[Mapping[str, Any]]) -> list[OrderItem]:
+def group_items(rows: Sequence[Mapping[str, Any]], currency: str) -> list[OrderItem]:
     """One `OrderItem` per SKU and unit price: Lazada sends one row per unit, no quantity."""
     grouped: dict[tuple[str, Decimal], OrderItem] = {}
     for row in rows:
         sku = text_or_none(row.get("sku")) or text_or_none(row.get("shop_sku")) or ""
-        price = money(row.get("item_price"))
+        price = money(row.get("item_price"), currency)
         key = (sku, price.normalize())
         item = grouped.get(key)
         if item is None:
@@ -306,14 +317,14 @@ def group_items(rows: Sequence[Mapping[str, Any]]) -> list[OrderItem]:
                 name=text_or_none(row.get("name")) or sku or "",
                 quantity=1,
                 unit_price=price,
-                discount=_row_discount(row),
+                discount=_row_discount(row, currency),
                 variation=text_or_none(row.get("variation")),
                 external_item_id=text_or_none(row.get("order_item_id")),
                 external_product_id=text_or_none(row.get("product_id")),
             )
         else:
             item.quantity += 1
-            item.discount += _row_discount(row)
+            item.discount += _row_discount(row, currency)
     return list(grouped.values())
 
 
@@ -333,9 +344,15 @@ def _address(raw: Any) -> Address | None:
         city=text_or_none(raw.get("city")) or parts[3],
         state=parts[2],
         postal_code=text_or_none(raw.get("post_code")) or parts[4],
-        country=text_or_none(raw.get("country")),
+        country=_country_code(text_or_none(raw.get("country"))),
         full_address=", ".join(p for p in parts if p) or None,
     )
+
+
+def _country_code(country: str | None) -> str | None:
+    if country is None:
+        return None
+    return COUNTRY_CODES.get(country.casefold(), country.upper() if len(country) == 2 else country)
 
 
 def map_order(order: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> NormalizedOrder:
@@ -349,11 +366,12 @@ def map_order(order: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> No
         raw_statuses = [str(s) for s in listed] if isinstance(listed, list) else []
     status, raw_status = order_status(raw_statuses)
 
-    items = group_items(rows)
-    item_discounts = sum((_row_discount(r) for r in rows), Decimal("0"))
-    price = money(order.get("price"))
-    voucher = money(order.get("voucher"))
-    shipping_fee = money(order.get("shipping_fee"))
+    currency = next((c for r in rows if (c := text_or_none(r.get("currency")))), DEFAULT_CURRENCY)
+    items = group_items(rows, currency)
+    item_discounts = sum((_row_discount(r, currency) for r in rows), Decimal("0"))
+    price = money(order.get("price"), currency)
+    voucher = money(order.get("voucher"), currency)
+    shipping_fee = money(order.get("shipping_fee"), currency)
     if items:
         subtotal = sum((i.unit_price * i.quantity - i.discount for i in items), Decimal("0"))
     else:
@@ -361,7 +379,6 @@ def map_order(order: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> No
         item_discounts = voucher
     discount = max(Decimal("0"), voucher - item_discounts)
 
-    currency = next((c for r in rows if (c := text_or_none(r.get("currency")))), DEFAULT_CURRENCY)
     buyer = " ".join(
         p
         for p in (
@@ -424,7 +441,11 @@ def map_product(product: Mapping[str, Any]) -> NormalizedProduct:
                 external_variation_id=text_or_none(sku.get("SkuId")),
                 sku=text_or_none(sku.get("SellerSku")),
                 name=_variation_name(sku),
-                price=money(sku["price"]) if sku.get("price") not in (None, "") else None,
+                price=(
+                    money(sku["price"], DEFAULT_CURRENCY)
+                    if sku.get("price") not in (None, "")
+                    else None
+                ),
                 stock=int(quantity) if quantity not in (None, "") else None,
             )
         )

@@ -62,7 +62,7 @@ from app.platforms.types import (
     OrderStatus,
     ProductVariation,
 )
-from app.platforms.values import MappingError, decimal_from, text_or_none
+from app.platforms.values import MappingError, money_from, text_or_none, without_trailing_parts
 
 PLATFORM = "shopee"
 
@@ -228,12 +228,13 @@ def classify_response(response: httpx.Response) -> dict[str, Any]:
 # --- field helpers ---------------------------------------------------------------------------
 
 
-def money(value: object, field: str = "amount") -> Decimal:
-    return decimal_from(value, field)
+def money(value: object, currency: str | None, field: str = "amount") -> Decimal:
+    """Shopee sends amounts as JSON floats (10780.2); in the currency's minor units here."""
+    return money_from(value, currency, field)
 
 
-def optional_money(value: object, field: str) -> Decimal | None:
-    return None if value is None or value == "" else money(value, field)
+def optional_money(value: object, currency: str | None, field: str) -> Decimal | None:
+    return None if value is None or value == "" else money(value, currency, field)
 
 
 def timestamp(value: object, field: str) -> datetime:
@@ -285,12 +286,14 @@ def map_status(raw_status: str) -> OrderStatus:
     return ORDER_STATUSES.get(raw_status, OrderStatus.UNKNOWN)
 
 
-def map_item(raw: object, position: int) -> OrderItem:
+def map_item(raw: object, position: int, currency: str) -> OrderItem:
     item = _dict(raw, f"item_list[{position}]")
     field = f"item_list[{position}]"
     quantity = _int(item.get("model_quantity_purchased"), f"{field}.model_quantity_purchased")
-    unit_price = money(item.get("model_original_price"), f"{field}.model_original_price")
-    discounted = optional_money(item.get("model_discounted_price"), f"{field}.discounted_price")
+    unit_price = money(item.get("model_original_price"), currency, f"{field}.model_original_price")
+    discounted = optional_money(
+        item.get("model_discounted_price"), currency, f"{field}.discounted_price"
+    )
     discount = Decimal("0")
     # 0 marks a bundle deal, whose discount Shopee does not break down per item.
     if discounted is not None and Decimal("0") < discounted < unit_price:
@@ -310,19 +313,31 @@ def map_item(raw: object, position: int) -> OrderItem:
 
 
 def map_address(raw: object) -> Address | None:
+    """`recipient_address` {name, phone, town, district, city, state, region, zipcode,
+    full_address}. Shopee has no street field: the street is full_address less the parts it
+    ends with. `town` is the smallest area (a Thai tambon/khwaeng, a Vietnamese ward); it is
+    the district when Shopee sends no district, else the second address line."""
     address = _dict(raw, "recipient_address")
     if not address:
         return None
+    town, district, city, state, zipcode = (
+        text_or_none(address.get(key)) for key in ("town", "district", "city", "state", "zipcode")
+    )
+    full_address = text_or_none(address.get("full_address"))
+    street = None
+    if full_address is not None:
+        street = without_trailing_parts(full_address, (town, district, city, state, zipcode))
     return Address(
         name=text_or_none(address.get("name")),
         phone=text_or_none(address.get("phone")),
-        line1=None,  # Shopee gives the street only inside full_address
-        district=text_or_none(address.get("district")) or text_or_none(address.get("town")),
-        city=text_or_none(address.get("city")),
-        state=text_or_none(address.get("state")),
-        postal_code=text_or_none(address.get("zipcode")),
+        line1=street,
+        line2=town if district else None,
+        district=district or town,
+        city=city,
+        state=state,
+        postal_code=zipcode,
         country=text_or_none(address.get("region")),
-        full_address=text_or_none(address.get("full_address")),
+        full_address=full_address,
     )
 
 
@@ -353,15 +368,18 @@ def _map_order(raw: Mapping[str, Any]) -> NormalizedOrder:
     currency = text_or_none(raw.get("currency"))
     if currency is None:
         raise OrderMappingError("currency is missing")
-    items = [map_item(item, i) for i, item in enumerate(_list(raw.get("item_list"), "item_list"))]
+    items = [
+        map_item(item, i, currency)
+        for i, item in enumerate(_list(raw.get("item_list"), "item_list"))
+    ]
     subtotal = sum((i.unit_price * i.quantity - i.discount for i in items), Decimal("0"))
-    shipping = _shipping_fee(raw)
+    shipping = _shipping_fee(raw, currency)
     total_raw = raw.get("total_amount")
     if total_raw is None:
         total = subtotal + shipping
         discount = Decimal("0")
     else:
-        total = money(total_raw, "total_amount")
+        total = money(total_raw, currency, "total_amount")
         discount = max(Decimal("0"), subtotal + shipping - total)
     address = map_address(raw.get("recipient_address"))
     return NormalizedOrder(
@@ -387,12 +405,14 @@ def _map_order(raw: Mapping[str, Any]) -> NormalizedOrder:
     )
 
 
-def _shipping_fee(raw: Mapping[str, Any]) -> Decimal:
+def _shipping_fee(raw: Mapping[str, Any], currency: str) -> Decimal:
     """The logistics partner's fee once Shopee confirms it, Shopee's estimate before."""
-    actual = optional_money(raw.get("actual_shipping_fee"), "actual_shipping_fee")
+    actual = optional_money(raw.get("actual_shipping_fee"), currency, "actual_shipping_fee")
     if actual is not None and raw.get("actual_shipping_fee_confirmed") is True:
         return actual
-    estimated = optional_money(raw.get("estimated_shipping_fee"), "estimated_shipping_fee")
+    estimated = optional_money(
+        raw.get("estimated_shipping_fee"), currency, "estimated_shipping_fee"
+    )
     return estimated if estimated is not None else Decimal("0")
 
 
@@ -405,7 +425,8 @@ def _price(price_info: object, field: str) -> tuple[Decimal | None, str | None]:
         return None, None
     first = _dict(entries[0], f"{field}[0]")
     price = first.get("current_price", first.get("original_price"))
-    return optional_money(price, f"{field}.current_price"), text_or_none(first.get("currency"))
+    currency = text_or_none(first.get("currency"))
+    return optional_money(price, currency, f"{field}.current_price"), currency
 
 
 def _stock(stock_info: object, field: str) -> int | None:

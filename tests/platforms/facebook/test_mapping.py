@@ -1,7 +1,7 @@
 """The Meta mapper and error table, including hypothesis runs over sandbox payloads."""
 
 import json
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import httpx
@@ -336,7 +336,12 @@ def test_amounts_keep_decimal_precision(
         "total_amount": amount(total),
     }
     mapped = map_order(raw)
-    expect = (lambda d: Decimal(str(float(d)))) if as_number else (lambda d: d)
+
+    def expect(value: Decimal) -> Decimal:
+        # What the wire carried, rounded half up to THB's two minor units.
+        sent = Decimal(str(float(value))) if as_number else value
+        return sent.quantize(Decimal("0.01"), ROUND_HALF_UP)
+
     assert mapped.items[0].unit_price == expect(unit)
     assert mapped.subtotal == expect(unit) * quantity
     assert mapped.shipping_fee == expect(shipping)
@@ -374,3 +379,78 @@ def test_mapper_only_ever_raises_order_mapping_error(patch: dict[str, Any]) -> N
     except OrderMappingError:
         return
     assert isinstance(mapped.total, Decimal) and mapped.external_order_id
+
+
+# --- money in minor units, structured address ------------------------------------------------
+
+MINOR_UNITS = {"THB": 2, "MYR": 2, "SGD": 2, "PHP": 2, "USD": 2, "VND": 0, "IDR": 0, "ABC": 2}
+
+
+def amounts_of(order: Any) -> list[Decimal]:
+    items = [amount for i in order.items for amount in (i.unit_price, i.discount)]
+    return [order.subtotal, order.shipping_fee, order.discount, order.total, *items]
+
+
+def places(amount: Decimal) -> int:
+    exponent = amount.as_tuple().exponent
+    assert isinstance(exponent, int)
+    return -exponent
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.text(min_size=1, max_size=8),
+    index=st.integers(0, 500),
+    currency=st.sampled_from(sorted(MINOR_UNITS)),
+)
+def test_every_amount_carries_exactly_its_currency_minor_units(
+    seed: str, index: int, currency: str
+) -> None:
+    seeded = SeededShop(seed=seed, order_count=index + 1).order(index)
+    seeded.currency = currency
+    mapped = map_order(json.loads(json.dumps(render_order(_PAGE, seeded))))
+    assert mapped.currency == currency
+    amounts = amounts_of(mapped)
+    assert [places(a) for a in amounts] == [MINOR_UNITS[currency]] * len(amounts)
+
+
+def test_meta_amounts_render_in_minor_units_whatever_digits_they_carry() -> None:
+    raw = meta_order()
+    raw["items"][0]["price_per_unit"] = {"amount": "20.4", "currency": "USD"}
+    raw["estimated_payment_details"] = {"total_amount": {"amount": 50.8, "currency": "USD"}}
+    mapped = map_order(raw)
+    assert [str(a) for a in (mapped.items[0].unit_price, mapped.subtotal, mapped.total)] == [
+        "20.40",
+        "40.80",
+        "50.80",
+    ]
+    assert (str(mapped.shipping_fee), str(mapped.discount)) == ("10.00", "0.00")
+    for amount in (raw["items"][0]["price_per_unit"], raw["selected_shipping_option"]["price"]):
+        amount.update(currency="VND")
+    raw["items"][0]["price_per_unit"]["amount"] = "38000.00"
+    raw["estimated_payment_details"] = {"total_amount": {"amount": "86000.50", "currency": "VND"}}
+    mapped = map_order(raw)
+    assert mapped.currency == "VND"
+    assert [str(a) for a in (mapped.items[0].unit_price, mapped.subtotal, mapped.total)] == [
+        "38000",
+        "76000",
+        "86001",
+    ]
+    assert (str(mapped.shipping_fee), str(mapped.discount)) == ("10", "0")
+
+
+def test_sandbox_address_maps_to_its_structured_parts() -> None:
+    shop = SeededShop(seed="address", order_count=30)
+    for index in range(shop.order_count):
+        seeded = shop.order(index)
+        address = map_order(json.loads(json.dumps(render_order(_PAGE, seeded)))).shipping_address
+        assert address is not None
+        wanted = seeded.address
+        assert (address.name, address.line1, address.city, address.state) == (
+            wanted.name,
+            wanted.line1,
+            wanted.district,
+            wanted.province,
+        )
+        assert (address.postal_code, address.country) == (wanted.postal_code, wanted.country)
+        assert address.line2 is None  # Meta sends an empty street2

@@ -248,3 +248,105 @@ def test_products_map_with_every_sku_as_a_variation() -> None:
             (v.sku, v.price, v.stock, v.name) for v in seed.variations
         ]
         assert product.updated_at == seed.updated_at
+
+
+# --- money in minor units, structured address ------------------------------------------------
+
+MINOR_UNITS = {"THB": 2, "MYR": 2, "SGD": 2, "PHP": 2, "USD": 2, "VND": 0, "IDR": 0, "ABC": 2}
+
+
+def amounts_of(order: Any) -> list[Decimal]:
+    items = [amount for i in order.items for amount in (i.unit_price, i.discount)]
+    return [order.subtotal, order.shipping_fee, order.discount, order.total, *items]
+
+
+def places(amount: Decimal) -> int:
+    exponent = amount.as_tuple().exponent
+    assert isinstance(exponent, int)
+    return -exponent
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed_orders(), st.sampled_from(sorted(MINOR_UNITS)))
+def test_every_amount_carries_exactly_its_currency_minor_units(
+    seed: SeedOrder, currency: str
+) -> None:
+    seed.currency = currency
+    order = map_order(wire(render_order(seed)), wire(render_items(seed)))
+    assert order.currency == currency
+    amounts = amounts_of(order)
+    assert [places(a) for a in amounts] == [MINOR_UNITS[currency]] * len(amounts)
+    if MINOR_UNITS[currency] == 2:
+        assert_matches_seed_amounts(order, seed)
+
+
+def assert_matches_seed_amounts(order: Any, seed: SeedOrder) -> None:
+    assert (order.subtotal, order.shipping_fee, order.total) == (
+        seed.subtotal,
+        seed.shipping_fee,
+        seed.total,
+    )
+
+
+def test_text_and_float_amounts_are_padded_and_rounded_half_up() -> None:
+    order = map_order(
+        {
+            "order_id": 1,
+            "created_at": "2024-01-05 14:22:01 +0700",
+            "updated_at": "2024-01-05 14:22:01 +0700",
+            "statuses": ["pending"],
+            "price": "1,299.5",
+            "shipping_fee": 40,
+            "voucher": 0.0,
+        },
+        [],
+    )
+    assert [str(a) for a in (order.subtotal, order.shipping_fee, order.discount)] == [
+        "1299.50",
+        "40.00",
+        "0.00",
+    ]
+    assert str(order.total) == "1339.50"
+    row = {
+        "order_item_id": 11,
+        "sku": "SKU-1",
+        "name": "Tea",
+        "item_price": 38000.5,
+        "voucher_amount": 0.0,
+        "currency": "VND",
+        "status": "pending",
+    }
+    order = map_order(
+        {
+            "order_id": 2,
+            "created_at": "2024-01-05 14:22:01 +0700",
+            "updated_at": "2024-01-05 14:22:01 +0700",
+            "price": "38,000.50",
+            "shipping_fee": 15000.0,
+            "voucher": 0,
+        },
+        [row],
+    )
+    assert [str(a) for a in (order.items[0].unit_price, order.total, order.shipping_fee)] == [
+        "38001",
+        "53001",
+        "15000",
+    ]
+
+
+def test_sandbox_address_maps_to_its_structured_parts() -> None:
+    shop = SeededShop(seed="address", order_count=50)
+    for index in range(shop.order_count):
+        seed = shop.order(index)
+        address = map_order(wire(render_order(seed)), wire(render_items(seed))).shipping_address
+        assert address is not None
+        wanted = seed.address
+        assert (address.line1, address.district, address.state, address.postal_code) == (
+            wanted.line1,
+            wanted.district,
+            wanted.province,
+            wanted.postal_code,
+        )
+        # One country form on every platform: the ISO code, as Shopee and Meta send it.
+        assert address.country == wanted.country == "TH"
+        assert address.full_address is not None and wanted.line1 in address.full_address

@@ -133,3 +133,142 @@ def test_sandbox_items_map_to_products(seed: str, index: int) -> None:
     assert [(v.sku, v.price, v.stock) for v in product.variations] == [
         (v.sku, v.price, v.stock) for v in source.variations
     ]
+
+
+# --- money in minor units, structured address ------------------------------------------------
+
+MINOR_UNITS = {"THB": 2, "MYR": 2, "SGD": 2, "PHP": 2, "USD": 2, "VND": 0, "IDR": 0, "ABC": 2}
+
+
+def amounts_of(order: Any) -> list[Decimal]:
+    items = [amount for i in order.items for amount in (i.unit_price, i.discount)]
+    return [order.subtotal, order.shipping_fee, order.discount, order.total, *items]
+
+
+def places(amount: Decimal) -> int:
+    exponent = amount.as_tuple().exponent
+    assert isinstance(exponent, int)
+    return -exponent
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.text(min_size=1, max_size=8),
+    index=st.integers(0, 999),
+    currency=st.sampled_from(sorted(MINOR_UNITS)),
+)
+def test_every_amount_carries_exactly_its_currency_minor_units(
+    seed: str, index: int, currency: str
+) -> None:
+    shop = make_shop(seed)
+    source = shop.seeded.order(index)
+    payload = wire(render_order(source, shop, ALL_FIELDS, True))
+    payload["currency"] = currency
+    order = map_order(payload)
+    assert [places(a) for a in amounts_of(order)] == [MINOR_UNITS[currency]] * len(
+        amounts_of(order)
+    )
+    if currency != "VND" and currency != "IDR" and order.raw_status != "UNPAID":
+        assert order.total == source.total
+
+
+def test_float_amounts_are_padded_and_rounded_half_up_to_minor_units() -> None:
+    shop = make_shop("money")
+    payload = wire(render_order(shop.seeded.order(0), shop, ALL_FIELDS, True))
+    payload.update(
+        order_status="COMPLETED",
+        total_amount=10780.2,
+        estimated_shipping_fee=0.0,
+        actual_shipping_fee=0.0,
+        actual_shipping_fee_confirmed=True,
+    )
+    payload["item_list"] = [
+        {**payload["item_list"][0], "model_original_price": 2.675, "model_discounted_price": 0}
+    ]
+    order = map_order(payload)
+    assert (str(order.total), str(order.shipping_fee)) == ("10780.20", "0.00")
+    assert str(order.items[0].unit_price) == "2.68"  # half up, not the float's 2.67499...
+    payload.update(currency="VND", total_amount=38000.5, actual_shipping_fee=15000.0)
+    order = map_order(payload)
+    assert (str(order.total), str(order.shipping_fee), str(order.items[0].unit_price)) == (
+        "38001",
+        "15000",
+        "3",
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.text(min_size=1, max_size=8), index=st.integers(0, 999))
+def test_sandbox_address_maps_to_its_structured_parts(seed: str, index: int) -> None:
+    shop = make_shop(seed)
+    source = shop.seeded.order(index)
+    address = map_order(wire(render_order(source, shop, ALL_FIELDS, True))).shipping_address
+    assert address is not None
+    expected = source.address
+    assert (address.line1, address.city, address.state, address.postal_code) == (
+        expected.line1,
+        expected.district,
+        expected.province,
+        expected.postal_code,
+    )
+    assert address.country == expected.country and address.name == expected.name
+    assert address.full_address is not None and address.full_address.startswith(expected.line1)
+
+
+def recipient(full_address: str, **parts: str) -> dict[str, Any]:
+    shop = make_shop("address")
+    payload = wire(render_order(shop.seeded.order(0), shop, ALL_FIELDS, True))
+    empty = {"town": "", "district": "", "city": "", "state": "", "zipcode": "", "region": ""}
+    payload["recipient_address"] = {
+        "name": "Somchai",
+        "phone": "66812345678",
+        **empty,
+        **parts,
+        "full_address": full_address,
+    }
+    return payload
+
+
+def test_line1_is_full_address_less_its_trailing_parts() -> None:
+    payload = recipient(
+        "123/45 ถนนสุขุมวิท, แขวงคลองตัน, เขตคลองเตย, กรุงเทพมหานคร, 10110",
+        town="แขวงคลองตัน",
+        district="เขตคลองเตย",
+        city="กรุงเทพมหานคร",
+        state="กรุงเทพมหานคร",
+        zipcode="10110",
+        region="TH",
+    )
+    address = map_order(payload).shipping_address
+    assert address is not None
+    assert address.line1 == "123/45 ถนนสุขุมวิท"
+    assert address.line2 == "แขวงคลองตัน"  # the sub-district, beside the district
+    assert (address.district, address.city, address.state) == (
+        "เขตคลองเตย",
+        "กรุงเทพมหานคร",
+        "กรุงเทพมหานคร",
+    )
+    assert (address.postal_code, address.country) == ("10110", "TH")
+    assert address.full_address == payload["recipient_address"]["full_address"]
+
+
+def test_line1_keeps_parts_that_are_not_at_the_end() -> None:
+    address = map_order(
+        recipient(
+            "99 Bangkok Road, Soi 10110, Bang Rak Bangkok 10500",
+            district="Bang Rak",
+            city="Bangkok",
+            zipcode="10500",
+        )
+    ).shipping_address
+    assert address is not None
+    assert address.line1 == "99 Bangkok Road, Soi 10110"
+    assert (address.district, address.city, address.postal_code) == ("Bang Rak", "Bangkok", "10500")
+
+
+def test_line1_is_the_whole_full_address_when_no_part_ends_it() -> None:
+    full = "1 Fusionopolis Way, #17-10 Connexis North Tower"
+    address = map_order(recipient(full, city="Singapore", zipcode="138632")).shipping_address
+    assert address is not None
+    assert address.line1 == full
+    assert (address.city, address.postal_code) == ("Singapore", "138632")
