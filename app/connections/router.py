@@ -3,11 +3,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from app.auth import CurrentUser, ensure_same_user
 from app.connections import service
 from app.connections.schemas import ConnectionCreate, ConnectionOut, ConnectionUpdate, PlatformOut
+from app.deps import CipherDep, GatewayDep
 from app.schemas import DataResponse, error_responses
 from app.uow import UowDep
 
@@ -37,7 +38,7 @@ async def list_platforms(uow: UowDep) -> DataResponse[list[PlatformOut]]:
     responses=error_responses(401, 403, 422, 503),
 )
 async def list_connections(
-    request: Request,
+    cipher: CipherDep,
     uow: UowDep,
     user: CurrentUser,
     user_id: UserIdQuery = None,
@@ -47,7 +48,6 @@ async def list_connections(
     rows = await service.list_connections(
         uow.session, owner, include_disconnected=include_disconnected
     )
-    cipher = request.app.state.cipher
     return DataResponse(data=[service.to_out(row, cipher) for row in rows])
 
 
@@ -58,18 +58,19 @@ async def list_connections(
     responses=error_responses(400, 401, 403, 409, 422, 502, 503),
 )
 async def create_connection(
-    request: Request, body: ConnectionCreate, uow: UowDep, user: CurrentUser
+    body: ConnectionCreate,
+    uow: UowDep,
+    user: CurrentUser,
+    cipher: CipherDep,
+    gateway: GatewayDep,
 ) -> DataResponse[ConnectionOut]:
     """Checks the credentials with the marketplace (they must belong to `shopId`), then stores
     them encrypted. The same shop connected again by the same user is 409 `connection_exists`
     with its `connectionId`."""
     if body.user_id is not None:
         ensure_same_user(user, body.user_id.strip())
-    state = request.app.state
-    connection = await service.create_connection(
-        uow.session, body, cipher=state.cipher, gateway=state.platform_gateway
-    )
-    return DataResponse(data=service.to_out(connection, state.cipher))
+    connection = await service.create_connection(uow.session, body, cipher=cipher, gateway=gateway)
+    return DataResponse(data=service.to_out(connection, cipher))
 
 
 @router.get(
@@ -78,7 +79,7 @@ async def create_connection(
     responses=error_responses(401, 403, 404, 422, 503),
 )
 async def get_connection(
-    request: Request,
+    cipher: CipherDep,
     connection_id: ConnectionIdPath,
     uow: UowDep,
     user: CurrentUser,
@@ -86,7 +87,7 @@ async def get_connection(
 ) -> DataResponse[ConnectionOut]:
     owner = ensure_same_user(user, user_id)
     connection = await service.get_connection(uow.session, owner, connection_id)
-    return DataResponse(data=service.to_out(connection, request.app.state.cipher))
+    return DataResponse(data=service.to_out(connection, cipher))
 
 
 @router.patch(
@@ -95,11 +96,12 @@ async def get_connection(
     responses=error_responses(400, 401, 403, 404, 409, 422, 502, 503),
 )
 async def update_connection(
-    request: Request,
     connection_id: ConnectionIdPath,
     body: ConnectionUpdate,
     uow: UowDep,
     user: CurrentUser,
+    cipher: CipherDep,
+    gateway: GatewayDep,
     user_id: UserIdQuery = None,
 ) -> DataResponse[ConnectionOut]:
     """Change the shop name, credentials (checked with the marketplace first), sync schedule
@@ -107,12 +109,11 @@ async def update_connection(
     start a catch-up sync; with the job queue down nothing changes and the answer is 503."""
     ensure_same_user(user, user_id)
     owner = ensure_same_user(user, body.user_id)
-    state = request.app.state
     connection = await service.update_connection(
-        uow, owner, connection_id, body, cipher=state.cipher, gateway=state.platform_gateway
+        uow, owner, connection_id, body, cipher=cipher, gateway=gateway
     )
     await uow.commit()
-    return DataResponse(data=service.to_out(connection, state.cipher))
+    return DataResponse(data=service.to_out(connection, cipher))
 
 
 @router.delete(
@@ -121,7 +122,7 @@ async def update_connection(
     responses=error_responses(401, 403, 404, 422, 503),
 )
 async def disconnect(
-    request: Request,
+    cipher: CipherDep,
     connection_id: ConnectionIdPath,
     uow: UowDep,
     user: CurrentUser,
@@ -129,5 +130,5 @@ async def disconnect(
 ) -> Response:
     """Disconnect: credentials are erased, stored orders are kept."""
     owner = ensure_same_user(user, user_id)
-    await service.disconnect(uow.session, owner, connection_id, cipher=request.app.state.cipher)
+    await service.disconnect(uow.session, owner, connection_id, cipher=cipher)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
