@@ -13,9 +13,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.config import Settings
 from app.errors import ForbiddenError, UnauthorizedError
+from app.schemas import unstorable_text
 
 LEEWAY_SECONDS = 30
 VERIFIED_CACHE_SIZE = 4096
+# The subject is stored as the owner of every row (String(128) columns), so a signed token
+# whose subject could never be stored is refused here rather than failing in the database.
+MAX_SUBJECT_LENGTH = 128
 
 
 class TokenVerifier:
@@ -62,6 +66,11 @@ class TokenVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise UnauthorizedError("The bearer token has no subject")
+        if len(subject) > MAX_SUBJECT_LENGTH or unstorable_text(subject) is not None:
+            raise UnauthorizedError(
+                f"The bearer token's subject is not a valid user id (at most "
+                f"{MAX_SUBJECT_LENGTH} characters of valid text without NUL)"
+            )
         return subject, float(claims["exp"]) + LEEWAY_SECONDS
 
 

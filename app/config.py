@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     meta_webhook_verify_token: SecretStr | None = Field(
         None, validation_alias="META_WEBHOOK_VERIFY_TOKEN"
     )
+    # Request bodies above this are refused (413) before they are parsed or authenticated.
+    max_body_bytes: int = Field(1_048_576, validation_alias="MAX_BODY_BYTES", ge=1)
     log_level: str = Field("INFO", validation_alias=AliasChoices("LOG_LEVEL"))
 
     clients: ClientTuning = Field(default_factory=ClientTuning)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import uuid
 from contextvars import ContextVar
@@ -20,13 +21,25 @@ _STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) 
 }
 
 
+# asyncpg names the value it could not encode in its message ("invalid input for query
+# argument $3: 'gAAAA...' (...)"), which the engine's hide_parameters does not reach.
+_DRIVER_ARGUMENT = re.compile(r"(invalid input for query argument \$\d+):[^\n]*")
+
+
+def hide_statement_values(text: str) -> str:
+    return _DRIVER_ARGUMENT.sub(r"\1: [value hidden]", text)
+
+
 class JsonFormatter(logging.Formatter):
+    def formatException(self, ei: Any) -> str:
+        return hide_statement_values(super().formatException(ei))
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": hide_statement_values(record.getMessage()),
             "requestId": request_id_var.get(),
         }
         for key, value in record.__dict__.items():

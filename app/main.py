@@ -4,28 +4,38 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal
 
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from app.auth import TokenVerifier
 from app.config import Settings, get_settings
 from app.connections.router import router as connections_router
-from app.connections.service import PlatformGateway
 from app.crypto import CredentialCipher
 from app.db import Database
-from app.errors import install_error_handlers
+from app.errors import (
+    BodyLimitMiddleware,
+    StorableTextMiddleware,
+    UnhandledErrorMiddleware,
+    install_error_handlers,
+)
 from app.jobs import lazy_redis
 from app.logging import RequestIdMiddleware, configure_logging
 from app.orders.router import router as orders_router
-from app.schemas import error_responses
+from app.platforms.registry import PlatformGateway
 from app.sync.router import router as sync_router
 from app.webhooks.router import router as webhooks_router
 
-API_ERRORS = error_responses(400, 401, 403, 404, 409, 422, 502, 503)
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str] = Field(examples=[{"database": "ok", "redis": "ok"}])
 
 
 def create_app(
@@ -54,11 +64,14 @@ def create_app(
             await redis.aclose()
             await database.dispose()
 
-    app = FastAPI(
+    # The docs pages load Swagger UI and ReDoc from the installed package, not a CDN, so they
+    # work on an offline machine; the validator badge would call out to swagger.io.
+    app = FastAPIOffline(
         title="Omni Sales",
         version="0.1.0",
         summary="Shopee, Lazada and Facebook Shop orders and products in one database",
         lifespan=lifespan,
+        swagger_ui_parameters={"validatorUrl": None},
     )
     # Fail at start-up, not at the first request, when a secret is missing or malformed.
     app.state.cipher = CredentialCipher(
@@ -67,7 +80,13 @@ def create_app(
     app.state.token_verifier = TokenVerifier(settings)
 
     install_error_handlers(app)
-    app.add_middleware(RequestIdMiddleware)
+    # Added innermost first: request id, CORS, last-resort errors, body limit, text check.
+    app.add_middleware(StorableTextMiddleware)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+    )
+    app.add_middleware(UnhandledErrorMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -76,9 +95,10 @@ def create_app(
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID"],
         )
-    app.include_router(connections_router, responses=API_ERRORS)
-    app.include_router(orders_router, responses=API_ERRORS)
-    app.include_router(sync_router, responses=API_ERRORS)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(connections_router)
+    app.include_router(orders_router)
+    app.include_router(sync_router)
     app.include_router(webhooks_router)
 
     @app.get("/health", tags=["operations"])
@@ -86,16 +106,21 @@ def create_app(
         """The process is alive."""
         return {"status": "ok"}
 
-    @app.get("/ready", tags=["operations"], responses=error_responses(503))
+    @app.get(
+        "/ready",
+        tags=["operations"],
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "The database or Redis is down"}},
+    )
     async def ready(request: Request) -> JSONResponse:
-        """The database and Redis answer."""
+        """The database and Redis answer (200), or which of them does not (503)."""
         checks: dict[str, str] = {}
         try:
             async with request.app.state.sessionmaker() as session:
                 await session.execute(text("SELECT 1"))
             checks["database"] = "ok"
         except Exception as exc:  # any failure means "not ready"; the type is what we report
-            checks["database"] = f"unavailable: {type(exc).__name__}"
+            checks["database"] = f"unavailable: {type(exc.__cause__ or exc).__name__}"
         try:
             await request.app.state.redis.ping()
             checks["redis"] = "ok"

@@ -10,7 +10,7 @@ import pytest
 
 from app.cli import main as cli_main
 from app.logging import JsonFormatter, request_id_var
-from app.openapi import openapi_yaml
+from app.openapi import openapi_document, openapi_yaml
 from tests.conftest import JWT_SECRET, make_settings, running_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,3 +98,22 @@ def test_serve_refuses_half_configured_urls(
         get_settings.cache_clear()
     assert exit_info.value.code == 2
     assert "REDIS_URL" in capsys.readouterr().err
+
+
+def test_routes_document_only_the_statuses_they_answer() -> None:
+    paths = openapi_document()["paths"]
+
+    def statuses(path: str, method: str = "get") -> set[str]:
+        return set(paths[path][method]["responses"])
+
+    assert statuses("/health") == {"200"}
+    assert statuses("/ready") == {"200", "503"}
+    assert statuses("/api/marketplace/orders") == {"200", "401", "403", "422", "503"}
+    assert statuses("/api/marketplace/orders/{orderId}") == {
+        "200",
+        "401",
+        "403",
+        "404",
+        "422",
+        "503",
+    }

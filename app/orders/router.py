@@ -10,6 +10,7 @@ from app.auth import CurrentUser, ensure_same_user
 from app.orders import service
 from app.orders.schemas import OrderDetailResponse, OrderListResponse, OrderSort
 from app.platforms.types import OrderStatus, PlatformCode
+from app.schemas import LimitQuery, OffsetQuery, error_responses
 from app.uow import UowDep
 
 router = APIRouter(prefix="/api/marketplace", tags=["orders"])
@@ -21,7 +22,9 @@ UserIdQuery = Annotated[
 _JSON = "application/json"
 
 
-@router.get("/orders", response_model=OrderListResponse)
+@router.get(
+    "/orders", response_model=OrderListResponse, responses=error_responses(401, 403, 422, 503)
+)
 async def list_orders(
     uow: UowDep,
     user: CurrentUser,
@@ -55,8 +58,8 @@ async def list_orders(
     sort: Annotated[OrderSort, Query(description="Newest first by default")] = (
         OrderSort.CREATED_DESC
     ),
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=2_147_483_647)] = 0,
+    limit: LimitQuery = 50,
+    offset: OffsetQuery = 0,
     cursor: Annotated[
         str | None,
         Query(
@@ -95,7 +98,11 @@ async def list_orders(
     return Response(await service.list_orders(uow.session, params), media_type=_JSON)
 
 
-@router.get("/orders/{orderId}", response_model=OrderDetailResponse)
+@router.get(
+    "/orders/{orderId}",
+    response_model=OrderDetailResponse,
+    responses=error_responses(401, 403, 404, 422, 503),
+)
 async def get_order(
     uow: UowDep,
     user: CurrentUser,

@@ -25,6 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.connections import repository as connections
 from app.connections.credentials import DatabaseTokenStore, decrypt_credentials
+from app.errors import is_database_unavailable
+from app.logging import hide_statement_values
 from app.models import MarketplaceConnection, MarketplaceSyncLog
 from app.models.enums import ConnectionStatus, SyncStatus, SyncTrigger
 from app.orders.ingest import IngestResult, upsert_orders
@@ -347,8 +349,9 @@ async def _ingest(
     try:
         async with session.begin_nested():
             return await upsert(orders), orders, []
-    except DBAPIError:
-        pass
+    except DBAPIError as exc:
+        if is_database_unavailable(exc):
+            raise
     result, stored, failures = IngestResult(), [], []
     for order in orders:
         try:
@@ -356,8 +359,13 @@ async def _ingest(
                 result.add(await upsert([order]))
             stored.append(order)
         except DBAPIError as exc:
+            if is_database_unavailable(exc):
+                raise  # an outage, not this order's fault: the run fails and resumes later
             failures.append(
-                OrderFailure(order.external_order_id, f"Could not store the order: {exc.orig}")
+                OrderFailure(
+                    order.external_order_id,
+                    f"Could not store the order: {hide_statement_values(str(exc.orig))}",
+                )
             )
     return result, stored, failures
 
