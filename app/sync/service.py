@@ -175,12 +175,14 @@ async def list_logs(
 
 
 def first_sync_at(connection: MarketplaceConnection, now: datetime) -> datetime | None:
-    """When a schedule's first run is: at a point of the interval fixed by the connection's id,
-    so a thousand connections made at once do not all sync in the same second."""
+    """When a schedule's first run is: between half an interval and one interval from now, at
+    a point fixed by the connection's id, so a thousand connections made at once do not all
+    sync in the same second (and a seller's own first sync is not raced by the schedule)."""
     if connection.sync_interval_minutes is None:
         return None
     interval = connection.sync_interval_minutes * 60
-    return now + timedelta(seconds=int.from_bytes(connection.id.bytes[-4:], "big") % interval)
+    spread = int.from_bytes(connection.id.bytes[-4:], "big") % (interval // 2 or 1)
+    return now + timedelta(seconds=interval - spread)
 
 
 async def start_due_syncs(uow: UnitOfWork, stale_after: timedelta, limit: int = 200) -> int:
