@@ -161,6 +161,29 @@ class QueueUnavailable(ServiceUnavailableError):
         )
 
 
+class ConnectionBusy(ServiceUnavailableError):
+    """Another request or a token refresh holds the connection's row past `lock_timeout`."""
+
+    code = "connection_busy"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This connection is being changed by another request; nothing was changed, "
+            "retry shortly",
+            headers={"Retry-After": "2"},
+        )
+
+
+# PostgreSQL's SQLSTATE for "could not obtain lock": a `lock_timeout` (or NOWAIT) ran out.
+LOCK_NOT_AVAILABLE = "55P03"
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) == (
+        LOCK_NOT_AVAILABLE
+    )
+
+
 class DatabaseUnavailable(ServiceUnavailableError):
     code = "database_unavailable"
 
@@ -291,7 +314,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def unexpected_error_response(exc: Exception) -> JSONResponse:
-    """The answer to an exception no handler took: 503 when the database is gone, else 500."""
+    """The answer to an exception no handler took: 503 when the database is gone or a row
+    stayed locked past `lock_timeout`, else 500."""
+    if is_lock_timeout(exc):
+        logger.warning("row lock timeout: %s", type(exc).__name__)
+        return error_response(ConnectionBusy())
     if is_database_unavailable(exc):
         logger.warning("database unavailable: %s", type(exc).__name__)
         return error_response(DatabaseUnavailable())

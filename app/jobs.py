@@ -15,7 +15,9 @@ def redis_settings(url: str) -> RedisSettings:
 def lazy_redis(url: str) -> ArqRedis:
     """A client that connects on first use: the API starts (and `/ready` reports) while Redis
     is down, instead of failing to boot."""
-    client: ArqRedis = ArqRedis.from_url(url)
+    # Short socket timeouts: a hung Redis answers the request with 503 quickly instead of
+    # holding it (and its database transaction) open.
+    client: ArqRedis = ArqRedis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
     return client
 
 

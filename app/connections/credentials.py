@@ -6,13 +6,16 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.connections import repository
 from app.connections.schemas import MaskedCredentials
 from app.crypto import CredentialCipher, mask_secret
+from app.errors import is_lock_timeout
 from app.models import MarketplaceConnection
 from app.platforms.base import RefreshFn, apply_token_pair
+from app.platforms.errors import TransientError
 from app.platforms.types import Credentials
 
 
@@ -83,7 +86,17 @@ class DatabaseTokenStore:
 
     async def refresh(self, stale: Credentials, do_refresh: RefreshFn) -> Credentials:
         async with self.sessionmaker() as session, session.begin():
-            connection = await repository.get_for_update(session, self.connection_id)
+            try:
+                connection = await repository.get_for_update(session, self.connection_id)
+            except DBAPIError as exc:
+                if not is_lock_timeout(exc):
+                    raise
+                # Another process holds the row for its own refresh attempt: back off and
+                # retry like any transient failure; the retry finds its new pair.
+                raise TransientError(
+                    "Another process is refreshing this connection's tokens",
+                    platform="omni-sales",
+                ) from exc
             if connection is None:
                 raise LookupError("connection vanished during a token refresh")
             current = decrypt_credentials(connection, self.cipher)

@@ -76,4 +76,11 @@ def describe_demo(demo: dict[str, object]) -> str:
         body = {"userId": "seller-1", "platformCode": platform}
         body |= {k: v for k, v in credentials.items() if k in CONNECT_FIELDS}
         lines.append(f"  {json.dumps(body, ensure_ascii=False)}")
+    lines += [
+        "Signed pushes: POST /{shopee|lazada|facebook}/_sandbox/webhooks/send with",
+        '  {"shopId": ..., "url": "<PUBLIC_BASE_URL>/api/webhooks/marketplace", ...} and',
+        '  Shopee "code" (3, 4 with "orderIds"; 1, 2, 12, 6, 8), "lost": true to keep them for',
+        '  get_lost_push_message; Lazada "messageType" (0, 10 with "orderIds"; 3, 4, 5, 6, 8);',
+        '  Meta "field" ("feed", "messages", "commerce_orders").',
+    ]
     return "\n".join(lines)

@@ -1043,7 +1043,15 @@ class ControlApp:
             orders = [f[1] for f in found if f is not None and f[0] is page]
         else:
             orders = page.updated_between(FAR_PAST, FAR_FUTURE)[-1:]
-        payload = webhook_payload(page, orders)
+        kind = str(body.get("field", "commerce_orders"))
+        if kind == "feed":
+            payload = feed_payload(page, str(body.get("message", "CF A1")))
+        elif kind == "messages":
+            payload = messages_payload(page, str(body.get("message", "สนใจค่ะ")))
+        elif kind == "commerce_orders":
+            payload = webhook_payload(page, orders)
+        else:
+            return _control_error("field must be commerce_orders, feed or messages")
         raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
         headers = {
             "Content-Type": "application/json",
@@ -1087,6 +1095,58 @@ def webhook_payload(page: SandboxPage, orders: list[SeedOrder]) -> dict[str, Any
                         },
                     }
                     for o in orders
+                ],
+            }
+        ],
+    }
+
+
+def feed_payload(page: SandboxPage, message: str) -> dict[str, Any]:
+    """A Page `feed` change for a new comment, as in reference §6."""
+    now = int(time.time())
+    post_id = f"{page.page_id}_{now}"
+    return {
+        "object": "page",
+        "entry": [
+            {
+                "id": page.page_id,
+                "time": now,
+                "changes": [
+                    {
+                        "field": "feed",
+                        "value": {
+                            "item": "comment",
+                            "verb": "add",
+                            "comment_id": f"{post_id}_{secrets.randbelow(10**9)}",
+                            "post_id": post_id,
+                            "parent_id": post_id,
+                            "message": message,
+                            "from": {"id": "6100000000001", "name": "ลูกค้า ทดสอบ"},
+                            "created_time": now,
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def messages_payload(page: SandboxPage, text: str) -> dict[str, Any]:
+    """A Messenger message to the Page (`entry[].messaging[]`)."""
+    now_ms = int(time.time() * 1000)
+    return {
+        "object": "page",
+        "entry": [
+            {
+                "id": page.page_id,
+                "time": now_ms,
+                "messaging": [
+                    {
+                        "sender": {"id": "7100000000001"},
+                        "recipient": {"id": page.page_id},
+                        "timestamp": now_ms,
+                        "message": {"mid": f"m_{secrets.token_hex(8)}", "text": text},
+                    }
                 ],
             }
         ],

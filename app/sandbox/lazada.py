@@ -775,47 +775,99 @@ class LazadaSandbox:
         url = body.get("url")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             return JSONResponse({"error": "url is required"}, status_code=422)
+        message_type = body.get("messageType", 0)
+        if type(message_type) is not int or message_type not in PUSH_TYPES:
+            return JSONResponse(
+                {"error": f"messageType must be one of {sorted(PUSH_TYPES)}"}, status_code=422
+            )
         if body.get("orderIds"):
             orders = [o for o in (self._find(lz, str(i)) for i in body["orderIds"]) if o]
         else:
             recent = lz.shop.update_index()[-10:]
             orders = [self.order(lz, i) for _, i in recent]
-        statuses = await self.send_pushes(lz, url, orders)
+        if message_type in (0, 10):
+            raws = [
+                push_body(lz.seller_id, order, row, message_type=message_type)
+                for order in orders
+                for row in render_items(order)
+            ]
+        else:
+            raws = [event_push_body(lz, message_type)]
+        statuses = await self.send_pushes(lz, url, raws)
         return JSONResponse({"sent": len(statuses), "statuses": statuses})
 
-    async def send_pushes(self, lz: LazadaShop, url: str, orders: Sequence[SeedOrder]) -> list[int]:
-        """One msg_type 0 push per order line (unit row), signed as Lazada signs them."""
+    async def send_pushes(self, lz: LazadaShop, url: str, raws: Sequence[bytes]) -> list[int]:
+        """Each body signed as Lazada signs pushes (app key + raw body, app secret)."""
         results: list[int] = []
         async with httpx.AsyncClient(transport=self.webhook_transport, timeout=10) as client:
-            for order in orders:
-                for row in render_items(order):
-                    raw = push_body(lz.seller_id, order, row)
-                    headers = {
-                        "Authorization": push_signature(lz.app_key, lz.app_secret, raw),
-                        "Content-Type": "application/json",
-                    }
-                    try:
-                        response = await client.post(url, content=raw, headers=headers)
-                        results.append(response.status_code)
-                    except httpx.HTTPError:
-                        results.append(0)
+            for raw in raws:
+                headers = {
+                    "Authorization": push_signature(lz.app_key, lz.app_secret, raw),
+                    "Content-Type": "application/json",
+                }
+                try:
+                    response = await client.post(url, content=raw, headers=headers)
+                    results.append(response.status_code)
+                except httpx.HTTPError:
+                    results.append(0)
         return results
 
 
-def push_body(seller_id: str, order: SeedOrder, row: Mapping[str, Any]) -> bytes:
+# Message types the sandbox pushes (reference §2.7, §6): order lines (0), reverse order lines
+# (10), product created/updated/deleted (3/4/5), low stock (6), token expiry (8).
+PUSH_TYPES = frozenset({0, 3, 4, 5, 6, 8, 10})
+
+
+def _encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def push_body(
+    seller_id: str, order: SeedOrder, row: Mapping[str, Any], *, message_type: int = 0
+) -> bytes:
+    data: dict[str, Any] = {
+        "order_status": row["status"],
+        "trade_order_id": str(order.order_id),
+        "trade_order_line_id": str(row["order_item_id"]),
+        "status_update_time": int(order.updated_at.timestamp()),
+    }
+    if message_type == 10:
+        data |= {
+            "reverse_order_id": f"9{order.order_id}",
+            "reverse_order_line_id": f"9{row['order_item_id']}",
+            "reverse_status": "CANCEL_INIT" if row["status"] != "canceled" else "SUCCESS",
+        }
     message = {
         "seller_id": seller_id,
-        "message_type": 0,
-        "data": {
-            "order_status": row["status"],
-            "trade_order_id": str(order.order_id),
-            "trade_order_line_id": str(row["order_item_id"]),
-            "status_update_time": int(order.updated_at.timestamp()),
-        },
+        "message_type": message_type,
+        "data": data,
         "timestamp": int(time.time() * 1000),
         "site": "lazada_th",
     }
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
+    return _encode(message)
+
+
+def event_push_body(lz: LazadaShop, message_type: int) -> bytes:
+    now = int(time.time())
+    product = lz.shop.products[0] if lz.shop.products else None
+    sku = product.variations[0].sku if product is not None and product.variations else ""
+    item_id = product.product_id if product is not None else 0
+    data: dict[str, Any]
+    if message_type == 8:
+        data = {"expire_time": now + 7 * 86400, "seller_id": lz.seller_id}
+    elif message_type == 6:
+        data = {"seller_sku": sku, "sku_id": item_id, "sellable_quantity": 3}
+    else:
+        data = {"item_id": item_id, "seller_sku": sku, "sku_id": item_id, "update_time": now}
+    return _encode(
+        {
+            "seller_id": lz.seller_id,
+            "message_type": message_type,
+            "data": data,
+            "timestamp": now * 1000,
+            "site": "lazada_th",
+        }
+    )
 
 
 def create_app(state: LazadaSandbox | None = None) -> Starlette:

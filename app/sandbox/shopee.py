@@ -137,6 +137,23 @@ class ShopeeSandbox:
     webhook_transport: httpx.AsyncBaseTransport | None = None
     calls: Counter[str] = field(default_factory=Counter)
     clock: Callable[[], float] = time.time
+    # Pushes "lost" on the way (get_lost_push_message serves them), by partner id.
+    lost_pushes: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    lost_push_seq: int = 0
+
+    def lose_push(self, shop: ShopeeShop, body: bytes) -> None:
+        """Keep a push as Shopee keeps an undelivered one: `data` as a JSON string."""
+        push = json.loads(body)
+        self.lost_push_seq += 1
+        self.lost_pushes.setdefault(shop.partner_id, []).append(
+            {
+                "message_id": self.lost_push_seq,
+                "shop_id": push["shop_id"],
+                "code": push["code"],
+                "timestamp": push["timestamp"],
+                "data": json.dumps(push["data"], separators=(",", ":"), ensure_ascii=False),
+            }
+        )
 
     def partner_key(self, partner_id: int) -> str | None:
         for shop in self.shops.values():
@@ -777,6 +794,33 @@ async def refresh_access_token(state: ShopeeSandbox, call: Call) -> dict[str, An
     }
 
 
+LOST_PUSH_PAGE = 100
+
+
+async def get_lost_push_message(state: ShopeeSandbox, call: Call) -> dict[str, Any]:
+    """The earliest unconfirmed lost pushes of the partner (at most 100)."""
+    pending = state.lost_pushes.get(call.partner_id, [])
+    page = pending[:LOST_PUSH_PAGE]
+    return {
+        "response": {
+            "push_message_list": [
+                {k: v for k, v in message.items() if k != "message_id"} for message in page
+            ],
+            "has_next_page": len(pending) > LOST_PUSH_PAGE,
+            "last_message_id": page[-1]["message_id"] if page else 0,
+        }
+    }
+
+
+async def confirm_consumed_lost_push_message(state: ShopeeSandbox, call: Call) -> dict[str, Any]:
+    last = call.body.get("last_message_id")
+    if type(last) is not int:
+        raise _param_error("Wrong parameters, detail: last_message_id is required.")
+    pending = state.lost_pushes.get(call.partner_id, [])
+    state.lost_pushes[call.partner_id] = [m for m in pending if m["message_id"] > last]
+    return {"response": {}}
+
+
 API: tuple[tuple[str, str, Level, Handler], ...] = (
     ("GET", "/api/v2/order/get_order_list", "shop", get_order_list),
     ("GET", "/api/v2/order/get_order_detail", "shop", get_order_detail),
@@ -786,6 +830,13 @@ API: tuple[tuple[str, str, Level, Handler], ...] = (
     ("GET", "/api/v2/product/get_model_list", "shop", get_model_list),
     ("POST", "/api/v2/product/update_stock", "shop", update_stock),
     ("POST", "/api/v2/auth/access_token/get", "public", refresh_access_token),
+    ("GET", "/api/v2/push/get_lost_push_message", "public", get_lost_push_message),
+    (
+        "POST",
+        "/api/v2/push/confirm_consumed_lost_push_message",
+        "public",
+        confirm_consumed_lost_push_message,
+    ),
 )
 
 
@@ -870,16 +921,30 @@ def _control_routes(state: ShopeeSandbox) -> list[Route]:
         if body is None or shop is None:
             return _control_error("unknown shopId", 404)
         url = body.get("url")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        lost = bool(body.get("lost", False))
+        if not lost and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
             return _control_error("url must be an http(s) URL")
-        if body.get("orderIds") is not None:
-            orders = [find_order(shop, str(sn)) for sn in body["orderIds"]]
-            if any(o is None for o in orders):
-                return _control_error("unknown order id", 404)
+        code = body.get("code", 3)
+        if type(code) is not int or code not in PUSH_CODES:
+            return _control_error(f"code must be one of {sorted(PUSH_CODES)}")
+        bodies: list[tuple[str, bytes]]
+        if code in ORDER_PUSH_CODES:
+            if body.get("orderIds") is not None:
+                orders = [find_order(shop, str(sn)) for sn in body["orderIds"]]
+                if any(o is None for o in orders):
+                    return _control_error("unknown order id", 404)
+            else:
+                orders = [shop.seeded.get(order_id) for order_id in dict.fromkeys(shop.unpushed)]
+                shop.unpushed.clear()
+            bodies = [(order_sn(o), push_body(shop, o, code=code)) for o in orders if o is not None]
         else:
-            orders = [shop.seeded.get(order_id) for order_id in dict.fromkeys(shop.unpushed)]
-            shop.unpushed.clear()
-        results = await send_pushes(state, shop, url, [o for o in orders if o is not None])
+            bodies = [(str(shop.shop_id), event_push_body(shop, code))]
+        if lost:
+            for _, raw in bodies:
+                state.lose_push(shop, raw)
+            return JSONResponse({"sent": 0, "lost": len(bodies)})
+        assert isinstance(url, str)
+        results = await send_pushes(state, shop, url, bodies)
         return JSONResponse({"sent": len(results), "results": results})
 
     return [
@@ -891,41 +956,71 @@ def _control_routes(state: ShopeeSandbox) -> list[Route]:
     ]
 
 
-def push_body(shop: ShopeeShop, order: SeedOrder) -> bytes:
-    """A code-3 (order status update) push as in reference §1.8."""
-    payload = {
-        "data": {
+# Codes the sandbox can push (reference §1.8): those naming an order, and the others.
+ORDER_PUSH_CODES = frozenset({3, 4})
+PUSH_CODES = frozenset({1, 2, 3, 4, 6, 8, 12})
+
+
+def _encode(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def push_body(shop: ShopeeShop, order: SeedOrder, code: int = 3) -> bytes:
+    """A code-3 (order status update, reference §1.8) or code-4 (tracking number) push."""
+    data: dict[str, Any]
+    if code == 4:
+        data = {
+            "ordersn": order_sn(order),
+            "package_number": f"OFG{order.order_id}",
+            "tracking_no": f"TH{order.order_id:012d}",
+        }
+    else:
+        data = {
             "items": [],
             "ordersn": order_sn(order),
             "status": raw_status(order, True),
             "completed_scenario": "",
             "update_time": _ts(order.updated_at),
-        },
-        "shop_id": shop.shop_id,
-        "code": 3,
-        "timestamp": int(time.time()),
+        }
+    return _encode(
+        {"data": data, "shop_id": shop.shop_id, "code": code, "timestamp": int(time.time())}
+    )
+
+
+def event_push_body(shop: ShopeeShop, code: int) -> bytes:
+    """A push about the shop (authorization) or its items rather than one order."""
+    now = int(time.time())
+    product = shop.seeded.products[0] if shop.seeded.products else None
+    item_id = product.product_id if product is not None else 0
+    by_code: dict[int, dict[str, Any]] = {
+        1: {"shop_id": shop.shop_id, "success": 1, "extra": "", "auth_time": now},
+        2: {"shop_id": shop.shop_id, "success": 1, "extra": "", "cancel_time": now},
+        6: {"item_id": item_id, "item_status": "BANNED", "reason": "sandbox"},
+        8: {"item_id": item_id, "model_id": 0, "reserved_stock_change": 1},
+        12: {"shop_id": shop.shop_id, "expire_before": now + 7 * 86400},
     }
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    data = by_code[code]
+    return _encode({"data": data, "shop_id": shop.shop_id, "code": code, "timestamp": now})
 
 
 async def send_pushes(
-    state: ShopeeSandbox, shop: ShopeeShop, url: str, orders: list[SeedOrder]
+    state: ShopeeSandbox, shop: ShopeeShop, url: str, bodies: list[tuple[str, bytes]]
 ) -> list[dict[str, Any]]:
+    """Each (label, body) signed as Shopee signs pushes: over the URL, `|` and the raw body."""
     results: list[dict[str, Any]] = []
     async with httpx.AsyncClient(
         transport=state.webhook_transport, timeout=WEBHOOK_TIMEOUT_SECONDS
     ) as client:
-        for order in orders:
-            body = push_body(shop, order)
+        for label, body in bodies:
             headers = {
                 "Content-Type": "application/json",
                 "Authorization": push_authorization(shop.partner_key, url, body),
             }
             try:
                 response = await client.post(url, content=body, headers=headers)
-                results.append({"orderId": order_sn(order), "statusCode": response.status_code})
+                results.append({"orderId": label, "statusCode": response.status_code})
             except httpx.HTTPError as exc:
-                results.append({"orderId": order_sn(order), "error": type(exc).__name__})
+                results.append({"orderId": label, "error": type(exc).__name__})
     return results
 
 

@@ -1,5 +1,188 @@
+"""Marketplace pushes: verified, stored once, processed by the worker."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import PlainTextResponse
+from starlette.background import BackgroundTask
+
+from app.auth import CurrentUser, ensure_same_user
+from app.errors import ForbiddenError
+from app.platforms.facebook.webhooks import verify_handshake
+from app.platforms.types import PlatformCode
+from app.schemas import error_responses
+from app.uow import UowDep
+from app.webhooks import service
+from app.webhooks.schemas import (
+    WebhookEventPage,
+    WebhookEventResponse,
+    WebhookPagination,
+    WebhookStatus,
+)
 
 router = APIRouter(tags=["webhooks"])
+
+PUSH_URL = "/api/webhooks/marketplace"
+_ACCEPTED: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Verified and stored (or a duplicate); empty body"}
+}
+_CHALLENGE: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The `hub.challenge` value", "content": {"text/plain": {}}},
+}
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The body, refused past `limit` bytes without reading the rest."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise service.PushTooLarge()
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise service.PushTooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _receiver(request: Request) -> service.Receiver:
+    state = request.app.state
+    receiver: service.Receiver | None = getattr(state, "webhook_receiver", None)
+    if (
+        receiver is None
+        or receiver.engine is not state.database.engine
+        or receiver.redis is not state.redis
+    ):
+        receiver = service.Receiver(
+            engine=state.database.engine,
+            cipher=state.cipher,
+            redis=state.redis,
+            public_base_url=state.settings.public_base_url,
+        )
+        state.webhook_receiver = receiver
+    return receiver
+
+
+async def _receive(request: Request, platform: PlatformCode | None) -> Response:
+    body = await read_capped(request, service.MAX_BODY_BYTES)
+    receiver = _receiver(request)
+    new_ids = await receiver.receive(
+        platform=platform,
+        path=request.url.path,
+        request_base_url=str(request.base_url),
+        headers=request.headers,
+        body=body,
+    )
+    # Queued after the answer is sent: the marketplace's clock does not wait on Redis, and an
+    # event that is not queued (Redis down) is already stored for the sweeper.
+    background = BackgroundTask(receiver.enqueue, new_ids) if new_ids else None
+    return Response(status_code=200, background=background)
+
+
+def _handshake(request: Request) -> PlainTextResponse:
+    expected = request.app.state.settings.meta_webhook_verify_token
+    params = request.query_params
+    challenge = verify_handshake(
+        params.get("hub.mode"),
+        params.get("hub.verify_token"),
+        params.get("hub.challenge"),
+        expected.get_secret_value() if expected is not None else None,
+    )
+    if challenge is None:
+        raise ForbiddenError("The verify token does not match META_WEBHOOK_VERIFY_TOKEN")
+    return PlainTextResponse(challenge)
+
+
+PlatformPath = Annotated[PlatformCode, Path(alias="platformCode")]
+
+
+@router.post(
+    PUSH_URL,
+    response_class=Response,
+    responses={**_ACCEPTED, **error_responses(400, 401, 413)},
+)
+async def receive_push(request: Request) -> Response:
+    """A Shopee, Lazada or Meta push, told apart by its headers and body. Answers at once;
+    the worker does the rest."""
+    return await _receive(request, None)
+
+
+@router.post(
+    PUSH_URL + "/{platformCode}",
+    response_class=Response,
+    responses={**_ACCEPTED, **error_responses(400, 401, 413, 422)},
+)
+async def receive_platform_push(request: Request, platform: PlatformPath) -> Response:
+    """A push of the platform named in the path."""
+    return await _receive(request, platform)
+
+
+@router.get(
+    PUSH_URL, response_class=PlainTextResponse, responses={**_CHALLENGE, **error_responses(403)}
+)
+async def meta_handshake(request: Request) -> PlainTextResponse:
+    """Meta's subscription check: echoes `hub.challenge` when `hub.verify_token` matches."""
+    return _handshake(request)
+
+
+@router.get(
+    PUSH_URL + "/{platformCode}",
+    response_class=PlainTextResponse,
+    responses={**_CHALLENGE, **error_responses(403, 422)},
+)
+async def meta_platform_handshake(request: Request, platform: PlatformPath) -> PlainTextResponse:
+    """Meta's subscription check on the per-platform URL."""
+    return _handshake(request)
+
+
+@router.get(
+    "/api/marketplace/webhooks",
+    response_model=WebhookEventPage,
+    responses=error_responses(401, 403, 422),
+)
+async def list_webhook_events(
+    uow: UowDep,
+    user: CurrentUser,
+    user_id: Annotated[str | None, Query(alias="userId", max_length=128)] = None,
+    connection_id: Annotated[uuid.UUID | None, Query(alias="connectionId")] = None,
+    status: WebhookStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=256, description="nextCursor of the previous page"),
+    ] = None,
+) -> WebhookEventPage:
+    """Received pushes of the user's connections and what became of them, newest first."""
+    owner = ensure_same_user(user, user_id)
+    events, next_cursor = await service.list_events(
+        uow.session,
+        owner,
+        connection_id=connection_id,
+        status=status,
+        limit=limit,
+        cursor=cursor,
+    )
+    return WebhookEventPage(
+        data=events, pagination=WebhookPagination(limit=limit, next_cursor=next_cursor)
+    )
+
+
+@router.post(
+    "/api/marketplace/webhooks/{webhookId}/retry",
+    response_model=WebhookEventResponse,
+    responses=error_responses(401, 403, 404, 409, 422, 503),
+)
+async def retry_webhook_event(
+    uow: UowDep,
+    user: CurrentUser,
+    webhook_id: Annotated[int, Path(alias="webhookId", ge=1, le=2**63 - 1)],
+    user_id: Annotated[str | None, Query(alias="userId", max_length=128)] = None,
+) -> WebhookEventResponse:
+    """Process a failed event again (404 for another user's, 409 unless it failed)."""
+    owner = ensure_same_user(user, user_id)
+    event = await service.retry_event(uow.session, owner, webhook_id)
+    uow.enqueue_after_commit(service.PROCESS_JOB, webhook_id, job_id=service.job_id(webhook_id))
+    return WebhookEventResponse(data=event)
