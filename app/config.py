@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     meta_webhook_verify_token: SecretStr | None = Field(
         None, validation_alias="META_WEBHOOK_VERIFY_TOKEN"
     )
+    # Buyer fields of orders older than this are erased by a daily job (unset: kept).
+    buyer_data_retention_days: int | None = Field(
+        None, validation_alias="BUYER_DATA_RETENTION_DAYS", ge=1
+    )
+    alert_webhook_url: str | None = Field(None, validation_alias="ALERT_WEBHOOK_URL")
+    # `whsec_` + base64, the Standard Webhooks format.
+    alert_webhook_secret: SecretStr | None = Field(None, validation_alias="ALERT_WEBHOOK_SECRET")
     # Request bodies above this are refused (413) before they are parsed or authenticated.
     max_body_bytes: int = Field(1_048_576, validation_alias="MAX_BODY_BYTES", ge=1)
     log_level: str = Field("INFO", validation_alias=AliasChoices("LOG_LEVEL"))
