@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import logging
 import os
 import re
+import signal
 import sys
+import textwrap
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from types import FrameType
+from typing import NoReturn
 
 from app.config import Settings, get_settings
 
+logger = logging.getLogger("app.cli")
 
-def _fail(message: str) -> None:
+
+def _fail(message: str, *, code: int = 2) -> NoReturn:
     print(f"omni-sales: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    raise SystemExit(code)
 
 
 def _alembic_ini() -> Path:
@@ -23,7 +32,6 @@ def _alembic_ini() -> Path:
         if candidate.exists():
             return candidate
     _fail("alembic.ini not found; run from the repository folder")
-    raise AssertionError
 
 
 def run_migrations(database_url: str) -> None:
@@ -60,47 +68,125 @@ def _embedded_secrets_into_env(data_dir: Path) -> None:
         os.environ["CREDENTIALS_ENCRYPTION_KEYS"] = generated.encryption_key
 
 
-def cmd_serve(args: argparse.Namespace) -> None:
-    from app.embedded import EmbeddedServices
+class StopRequest:
+    """SIGINT, SIGTERM and SIGHUP, from the first line of start-up to the last of shutdown.
 
+    Python-level handlers (not the event loop's) so a signal during start-up or teardown is
+    seen too: while services start it is only noted, and start-up stops at the next step; a
+    running API and worker are told through the loop. Without this SIGTERM and SIGHUP killed
+    the process outright, leaving PostgreSQL and Redis orphaned.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._callback: Callable[[bool], None] | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_name is not None
+
+    def install(self) -> None:
+        for signum in self.SIGNALS:
+            signal.signal(signum, self._handle)
+
+    def attach(self, loop: asyncio.AbstractEventLoop, callback: Callable[[bool], None]) -> None:
+        """Call `callback(first)` in `loop` for each signal (and at once for an earlier one)."""
+        self._loop, self._callback = loop, callback
+        if self.requested:
+            loop.call_soon(callback, True)
+
+    def detach(self) -> None:
+        self._loop = self._callback = None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        first = self.signal_name is None
+        if first:
+            self.signal_name = signal.Signals(signum).name
+        if self._loop is not None and self._callback is not None:
+            self._loop.call_soon_threadsafe(self._callback, first)
+
+
+def _say(message: str) -> None:
+    # After SIGHUP the terminal may be gone; losing a status line must not stop the shutdown.
+    with contextlib.suppress(OSError):
+        print(message, flush=True)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
     settings = get_settings()
     _require_both_urls(settings)
-    services = None
-    if settings.embedded:
-        print(f"Starting embedded PostgreSQL and Redis in {settings.data_dir.resolve()} ...")
-        services = EmbeddedServices(settings.data_dir)
+    stop = StopRequest()
+    stop.install()
+    if not settings.embedded:
+        _require_secrets(settings)
+        asyncio.run(_serve(settings, args.host, args.port, stop, with_worker=False))
+        _say("Stopped API.")
+        return
+
+    from app.embedded import DataFolderInUse, EmbeddedServices
+
+    data_dir = settings.data_dir.resolve()
+    services = EmbeddedServices(data_dir)
+    try:
+        services.claim_folder()
+    except DataFolderInUse as error:
+        _fail(str(error), code=1)
+    try:
+        _say(f"Starting embedded PostgreSQL and Redis in {data_dir} ...")
         database_url, redis_url = services.start()
+        if left_over := services.left_over_report():
+            _say(left_over)
         os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = database_url, redis_url
-        _embedded_secrets_into_env(settings.data_dir)
+        _embedded_secrets_into_env(data_dir)
         get_settings.cache_clear()
         settings = get_settings()
-    _require_secrets(settings)
-    try:
-        if services is not None:
-            assert settings.database_url is not None
-            run_migrations(settings.database_url)
-        asyncio.run(_serve(settings, args.host, args.port, with_worker=services is not None))
-    except KeyboardInterrupt:
-        pass
+        _require_secrets(settings)
+        if not stop.requested:
+            run_migrations(database_url)
+        if not stop.requested:
+            asyncio.run(_serve(settings, args.host, args.port, stop, with_worker=True))
     finally:
-        if services is not None:
-            services.stop()
-        print("Stopped.")
+        if stop.requested:
+            _say(f"Received {stop.signal_name}; stopping Redis and PostgreSQL ...")
+        services.stop()
+        _say("Stopped API, worker, Redis and PostgreSQL.")
 
 
-async def _serve(settings: Settings, host: str, port: int, *, with_worker: bool) -> None:
+async def _serve(
+    settings: Settings, host: str, port: int, stop: StopRequest, *, with_worker: bool
+) -> None:
     import uvicorn
 
     from app.logging import configure_logging
     from app.main import create_app
-    from app.worker import create_worker
+    from app.worker import run_worker_until_stopped
+
+    class ApiServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # StopRequest has the signals: uvicorn's handlers re-raise SIGTERM once the API
+            # has stopped, which would kill this process before Redis and PostgreSQL stop.
+            yield
 
     configure_logging(settings.log_level)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host=host, port=port, log_config=None)
-    )
-    worker = create_worker(settings, handle_signals=False) if with_worker else None
-    worker_task = asyncio.create_task(worker.async_run()) if worker is not None else None
+    server = ApiServer(uvicorn.Config(create_app(settings), host=host, port=port, log_config=None))
+    worker_stop = asyncio.Event()
+
+    def on_signal(first: bool) -> None:
+        if first:
+            server.should_exit = True
+            worker_stop.set()
+        else:
+            server.force_exit = True  # a second signal: do not wait for open connections
+
+    stop.attach(asyncio.get_running_loop(), on_signal)
+    worker_task = None
+    if with_worker:
+        worker_task = asyncio.create_task(run_worker_until_stopped(settings, worker_stop))
+        worker_task.add_done_callback(_log_worker_failure)
 
     async def announce() -> None:
         while not server.started:
@@ -108,31 +194,45 @@ async def _serve(settings: Settings, host: str, port: int, *, with_worker: bool)
                 return
             await asyncio.sleep(0.05)
         base = f"http://{host}:{port}"
-        print(f"Omni Sales API: {base}\nSwagger UI:     {base}/docs", flush=True)
+        _say(f"Omni Sales API: {base}\nSwagger UI:     {base}/docs")
         if with_worker:
-            print("Embedded mode: PostgreSQL, Redis and one worker are running. Ctrl-C stops.")
+            _say("Embedded mode: PostgreSQL, Redis and one worker are running. Ctrl-C stops.")
 
     announcer = asyncio.create_task(announce())
     try:
         await server.serve()
     finally:
         announcer.cancel()
-        if worker is not None and worker_task is not None:
-            worker_task.cancel()
+        worker_stop.set()
+        if worker_task is not None:
             await asyncio.gather(worker_task, return_exceptions=True)
-            await worker.close()
+        stop.detach()
+
+
+def _log_worker_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        logger.error("the embedded worker stopped", exc_info=error)
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
     from app.logging import configure_logging
-    from app.worker import create_worker
+    from app.worker import run_worker_until_stopped
 
     settings = get_settings()
     if not settings.database_url or not settings.redis_url:
         _fail("the worker needs DATABASE_URL and REDIS_URL")
     _require_secrets(settings)
     configure_logging(settings.log_level)
-    create_worker(settings).run()
+    stop = StopRequest()
+    stop.install()
+
+    async def until_signal() -> None:
+        stopped = asyncio.Event()
+        stop.attach(asyncio.get_running_loop(), lambda first: stopped.set())
+        await run_worker_until_stopped(settings, stopped)
+
+    asyncio.run(until_signal())
+    _say("Stopped worker.")
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -202,8 +302,15 @@ def cmd_rotate_keys(args: argparse.Namespace) -> None:
 
 def _embedded_env_for_tools(settings: Settings) -> None:
     """Point a one-off command at a running embedded instance's database."""
-    socket_dir = (settings.data_dir / "postgres").resolve()
-    os.environ["DATABASE_URL"] = f"postgresql+asyncpg://postgres@/omni_sales?host={socket_dir}"
+    from app.embedded import running_database_url
+
+    database_url = running_database_url(settings.data_dir)
+    if database_url is None:
+        _fail(
+            f"no `omni-sales serve` is running on {settings.data_dir.resolve()}: start it, "
+            "or set DATABASE_URL"
+        )
+    os.environ["DATABASE_URL"] = database_url
     _embedded_secrets_into_env(settings.data_dir)
     get_settings.cache_clear()
 
@@ -220,38 +327,192 @@ def cmd_sandbox(args: argparse.Namespace) -> None:
     uvicorn.run(app, host=args.host, port=args.port, log_config=None)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="omni-sales", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+# What each setting is for, shown by `--help`; the names and defaults come from Settings itself,
+# so a new setting is listed even before it gets a line here.
+_SETTING_HELP = {
+    "DATABASE_URL": "PostgreSQL URL (postgresql:// or postgresql+asyncpg://)",
+    "REDIS_URL": "Redis URL for the job queue (redis://, rediss:// or unix://)",
+    "OMNI_DATA_DIR": "embedded mode's folder: PostgreSQL, Redis, secrets.json",
+    "AUTH_JWT_SECRET": "HS256 secret for bearer tokens (generated in embedded mode)",
+    "AUTH_JWT_PUBLIC_KEY": "RS256 public key (PEM) instead of AUTH_JWT_SECRET",
+    "AUTH_JWT_AUDIENCE": "required `aud` of tokens, checked when set",
+    "AUTH_JWT_ISSUER": "required `iss` of tokens, checked when set",
+    "CREDENTIALS_ENCRYPTION_KEYS": "comma-separated Fernet keys; the first encrypts "
+    "(generated in embedded mode)",
+    "CORS_ORIGINS": "comma-separated origins of the frontend",
+    "SHOPEE_BASE_URL": "Shopee host (the client adds /api/v2/...)",
+    "LAZADA_BASE_URL": "Lazada API, ending in /rest",
+    "LAZADA_AUTH_URL": "Lazada token API, ending in /rest",
+    "FACEBOOK_GRAPH_URL": "Graph API with its version",
+    "SYNC_WAIT_SECONDS": "how long POST sync-orders waits before answering 202",
+    "SYNC_BACKFILL_DAYS": "how far back a first sync reads",
+    "SYNC_OVERLAP_SECONDS": "re-read before the high-water mark on each sync",
+    "SYNC_STALE_SECONDS": "a running sync silent this long is taken as dead",
+    "PUBLIC_BASE_URL": "this service's public URL (webhook signatures)",
+    "META_WEBHOOK_VERIFY_TOKEN": "token of Meta's webhook handshake",
+    "LOG_LEVEL": "log level",
+    "MARKETPLACE_CALLS_PER_SECOND": "calls per second per connection",
+    "MARKETPLACE_DETAIL_CONCURRENCY": "concurrent detail batches per sync",
+    "MARKETPLACE_BACKOFF_BASE": "first retry back-off, seconds (doubles)",
+    "MARKETPLACE_BACKOFF_CAP": "longest retry back-off, seconds",
+    "MARKETPLACE_MAX_ATTEMPTS": "attempts per marketplace call",
+    "MARKETPLACE_MAX_WAIT": "longest wait a platform may ask for, seconds",
+    "MARKETPLACE_TIMEOUT": "timeout of one marketplace call, seconds",
+}
 
-    serve = sub.add_parser(
-        "serve", help="run the API (embedded mode without DATABASE_URL/REDIS_URL)"
+
+def _setting_defaults() -> dict[str, str]:
+    """Every environment name Settings reads, with its default as a reader would say it."""
+    from pydantic import BaseModel
+
+    from app.config import ClientTuning
+
+    def describe(value: object) -> str:
+        if value is None:
+            return "unset"
+        if value == []:
+            return "empty"
+        return str(value)
+
+    defaults: dict[str, str] = {}
+    model: type[BaseModel]
+    for model in (Settings, ClientTuning):
+        for field in model.model_fields.values():
+            alias = field.validation_alias
+            if alias is None:
+                continue
+            name = alias if isinstance(alias, str) else str(alias.choices[0])  # type: ignore[union-attr]
+            default = field.get_default(call_default_factory=True)
+            defaults[name] = describe(default)
+    return defaults
+
+
+def _environment_help(names: list[str] | None = None, note: str = "") -> str:
+    defaults = _setting_defaults()
+    lines = ["environment (also read from ./.env):"]
+    for name in names if names is not None else list(defaults):
+        parts = [_SETTING_HELP.get(name, ""), f"default: {defaults[name]}"]
+        lines += textwrap.wrap(
+            "; ".join(part for part in parts if part),
+            width=96,
+            initial_indent=f"  {name:<31} ",
+            subsequent_indent=" " * 34,
+            break_on_hyphens=False,
+        )
+    return "\n".join(lines) + (f"\n\n{note}" if note else "")
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and the environment list keep their lines; options show their defaults."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shows_default = action.option_strings and not action.required
+        if shows_default and action.default not in (None, False, argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="omni-sales",
+        description="Omni Sales: Shopee, Lazada and Facebook Shop orders in one PostgreSQL "
+        "database, behind one JSON API.",
+        epilog="`omni-sales COMMAND --help` tells what a command does and what it reads.",
+        formatter_class=_HelpFormatter,
     )
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        name: str, summary: str, description: str, epilog: str = ""
+    ) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=summary,
+            description=description,
+            epilog=epilog or None,
+            formatter_class=_HelpFormatter,
+        )
+
+    serve = command(
+        "serve",
+        "run the API (and, in embedded mode, PostgreSQL, Redis and a worker)",
+        "Run the API. With neither DATABASE_URL nor REDIS_URL set (embedded mode) it also\n"
+        "starts PostgreSQL and Redis in OMNI_DATA_DIR, applies the migrations and runs one\n"
+        "worker; SIGINT (Ctrl-C), SIGTERM and SIGHUP stop all of it. One `serve` per data\n"
+        "folder: a second one exits at once. With both URLs set: the API only (run `migrate`\n"
+        "and `worker` on their own).",
+        _environment_help(),
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve.set_defaults(func=cmd_serve)
 
-    sub.add_parser("worker", help="run an arq worker").set_defaults(func=cmd_worker)
-    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    command(
+        "worker",
+        "run a job worker (syncs, schedules, webhooks)",
+        "Run one arq worker: order syncs, their schedule, connection checks and webhook\n"
+        "events. SIGINT, SIGTERM and SIGHUP stop it.",
+        _environment_help(note="DATABASE_URL and REDIS_URL are required."),
+    ).set_defaults(func=cmd_worker)
 
-    token = sub.add_parser("token", help="print a bearer token for a user")
-    token.add_argument("--user", required=True)
-    token.add_argument("--ttl", type=parse_ttl, default=timedelta(hours=1))
-    token.add_argument("--private-key", help="PEM file (RS256 set-ups)")
+    command(
+        "migrate",
+        "apply the database migrations",
+        "Bring the database schema up to date (alembic upgrade head).",
+        _environment_help(["DATABASE_URL"]),
+    ).set_defaults(func=cmd_migrate)
+
+    token = command(
+        "token",
+        "print a bearer token for a user",
+        "Print a JWT whose subject is the user id: HS256 with AUTH_JWT_SECRET (in embedded\n"
+        "mode the generated one), or RS256 with --private-key.",
+        _environment_help(
+            [
+                *("AUTH_JWT_SECRET", "AUTH_JWT_PUBLIC_KEY", "AUTH_JWT_AUDIENCE", "AUTH_JWT_ISSUER"),
+                *("DATABASE_URL", "REDIS_URL", "OMNI_DATA_DIR"),
+            ],
+            note="With neither URL set, the secret comes from OMNI_DATA_DIR/secrets.json.",
+        ),
+    )
+    token.add_argument("--user", required=True, help="user id, the token's `sub`")
+    token.add_argument(
+        "--ttl", type=parse_ttl, default="1h", help="lifetime: a number and s, m, h or d"
+    )
+    token.add_argument(
+        "--private-key", metavar="FILE", help="PEM private key to sign with (RS256 set-ups)"
+    )
     token.set_defaults(func=cmd_token)
 
-    sandbox = sub.add_parser("sandbox", help="run the Shopee, Lazada and Meta sandboxes")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8100)
+    sandbox = command(
+        "sandbox",
+        "run the simulated Shopee, Lazada and Meta APIs",
+        "Run the Shopee, Lazada and Meta sandboxes on one port, each with a seeded demo shop;\n"
+        "prints the *_BASE_URL settings and demo credentials to use them. Reads no settings.",
+    )
+    sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sandbox.add_argument("--port", type=int, default=8100, help="port to listen on")
     sandbox.set_defaults(func=cmd_sandbox)
 
-    openapi = sub.add_parser("openapi", help="print the OpenAPI document (YAML)")
-    openapi.add_argument("--output", "-o")
+    openapi = command(
+        "openapi",
+        "print the OpenAPI document (YAML)",
+        "Print the API's OpenAPI document as YAML. Reads no settings.",
+    )
+    openapi.add_argument("--output", "-o", metavar="FILE", help="write to FILE (default: stdout)")
     openapi.set_defaults(func=cmd_openapi)
 
-    sub.add_parser("rotate-keys", help="re-encrypt credentials with the first key").set_defaults(
-        func=cmd_rotate_keys
-    )
+    command(
+        "rotate-keys",
+        "re-encrypt stored credentials with the first key",
+        "Re-encrypt every connection's credentials with the first of\n"
+        "CREDENTIALS_ENCRYPTION_KEYS (all keys decrypt). In embedded mode it uses the\n"
+        "database of the `serve` running on OMNI_DATA_DIR.",
+        _environment_help(
+            ["DATABASE_URL", "REDIS_URL", "OMNI_DATA_DIR", "CREDENTIALS_ENCRYPTION_KEYS"]
+        ),
+    ).set_defaults(func=cmd_rotate_keys)
     return parser
 
 

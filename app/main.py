@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from app.auth import TokenVerifier
+from app.buyers.router import router as buyers_router
 from app.config import Settings, get_settings
 from app.connections.router import router as connections_router
 from app.crypto import CredentialCipher
@@ -100,6 +101,7 @@ def create_app(
     app.include_router(orders_router)
     app.include_router(sync_router)
     app.include_router(webhooks_router)
+    app.include_router(buyers_router)
 
     @app.get("/health", tags=["operations"])
     async def health() -> dict[str, str]:

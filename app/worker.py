@@ -12,6 +12,7 @@ from arq import cron
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
+from app.buyers import tasks as buyer_tasks
 from app.config import Settings
 from app.connections.tasks import verify_all_connections, verify_connection
 from app.jobs import redis_settings
@@ -31,13 +32,19 @@ STOP_GRACE_SECONDS = 20.0
 REDIS_RETRY_CAP_SECONDS = 30.0
 
 
-FUNCTIONS: list[Any] = [sync_orders, verify_connection, *webhook_tasks.FUNCTIONS]
+FUNCTIONS: list[Any] = [
+    sync_orders,
+    verify_connection,
+    *webhook_tasks.FUNCTIONS,
+    *buyer_tasks.FUNCTIONS,
+]
 CRON_JOBS = [
     cron(arq_job(schedule_due_syncs), second={5, 20, 35, 50}, unique=True),
     cron(arq_job(recover_dead_syncs), second={0, 10, 20, 30, 40, 50}, unique=True),
     cron(arq_job(reconcile_all), hour={3}, minute=41, unique=True),
     cron(arq_job(verify_all_connections), hour={1, 7, 13, 19}, minute=17, unique=True),
     *webhook_tasks.CRON_JOBS,
+    *buyer_tasks.CRON_JOBS,
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import tempfile
 import uuid
@@ -66,6 +67,7 @@ def service_urls() -> Iterator[tuple[str, str]]:
     finally:
         if services is not None:
             services.stop()
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -127,8 +127,19 @@ async def disconnect(
     uow: UowDep,
     user: CurrentUser,
     user_id: UserIdQuery = None,
+    erase_buyer_data: Annotated[
+        bool,
+        Query(
+            alias="eraseBuyerData",
+            description="true also erases the buyer name, contact details and address of "
+            "this connection's orders (the orders, items and amounts stay)",
+        ),
+    ] = False,
 ) -> Response:
-    """Disconnect: credentials are erased, stored orders are kept."""
+    """Disconnect: credentials are erased, stored orders are kept (with `eraseBuyerData=true`,
+    without their buyer data, in the same transaction)."""
     owner = ensure_same_user(user, user_id)
-    await service.disconnect(uow.session, owner, connection_id, cipher=cipher)
+    await service.disconnect(
+        uow.session, owner, connection_id, cipher=cipher, erase_buyer_data=erase_buyer_data
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

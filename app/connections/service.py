@@ -11,6 +11,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.buyers.service import erase_connection_buyer_data
 from app.connections import repository
 from app.connections.credentials import decrypt_credentials, masked, store_credentials
 from app.connections.repository import mark_status, status_for_failure
@@ -194,7 +195,7 @@ async def create_connection(
     if existing is not None and existing.status != ConnectionStatus.DISCONNECTED:
         raise ConnectionExists(existing.id)
     credentials = Credentials(
-        shop_id=values["shopId"],
+        shop_id=shop_id,  # ask the platform about the shop in the form it reports
         api_key=values["apiKey"],
         api_secret=values["apiSecret"],
         access_token=values["accessToken"],
@@ -202,7 +203,6 @@ async def create_connection(
     )
     # No lock is held during the marketplace call; the unique constraint settles races.
     shop, credentials = await _verify_with_platform(gateway, spec, credentials)
-    credentials.shop_id = shop_id
     if existing is not None:
         connection = await repository.get_for_update(session, existing.id)
         if connection is None or connection.status != ConnectionStatus.DISCONNECTED:
@@ -348,10 +348,18 @@ def _camel(snake: str) -> str:
 
 
 async def disconnect(
-    session: AsyncSession, user_id: str, connection_id: uuid.UUID, *, cipher: CredentialCipher
+    session: AsyncSession,
+    user_id: str,
+    connection_id: uuid.UUID,
+    *,
+    cipher: CredentialCipher,
+    erase_buyer_data: bool = False,
 ) -> None:
-    """Keeps the shop's orders for history but forgets every credential."""
+    """Keeps the shop's orders for history but forgets every credential (and, when asked, the
+    buyer data of its orders)."""
     connection = await get_connection(session, user_id, connection_id, for_update=True)
+    if erase_buyer_data:
+        await erase_connection_buyer_data(session, connection.id)
     wiped = cipher.encrypt("")
     connection.api_key_encrypted = wiped
     connection.api_secret_encrypted = wiped

@@ -5,10 +5,29 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, LargeBinary, Numeric, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    Numeric,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, TimestampMixin
+
+# An order still holding buyer data: never erased, or filled again by a newer platform version
+# after its erasure. The retention job's partial index has exactly this predicate.
+HOLDS_BUYER_DATA_SQL = (
+    "buyer_erased_at IS NULL OR buyer_name IS NOT NULL OR buyer_phone IS NOT NULL "
+    "OR buyer_email IS NOT NULL OR shipping_address IS NOT NULL"
+)
+# buyer_phone_key(text) is an SQL function of migration 0005: one key per Thai number whatever
+# the prefix (+66812345678, 66812345678, 0812345678), for the buyer export.
+PHONE_KEY_SQL = "buyer_phone_key(buyer_phone)"
 
 
 class MarketplaceOrder(TimestampMixin, Base):
@@ -32,6 +51,12 @@ class MarketplaceOrder(TimestampMixin, Base):
         Index("ix_marketplace_orders_user_status_created", "user_id", "status", "order_created_at"),
         # Integrators pull "what changed since" with sort=updatedAt and a cursor.
         Index("ix_marketplace_orders_user_updated", "user_id", "order_updated_at", "id"),
+        Index("ix_marketplace_orders_user_phone_key", "user_id", text(PHONE_KEY_SQL)),
+        Index(
+            "ix_marketplace_orders_buyer_data_by_created",
+            "order_created_at",
+            postgresql_where=text(HOLDS_BUYER_DATA_SQL),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -60,3 +85,5 @@ class MarketplaceOrder(TimestampMixin, Base):
     raw: Mapped[dict[str, Any]]
     # Hash of the normalized content: a re-read order with the same hash counts as unchanged.
     content_hash: Mapped[bytes] = mapped_column(LargeBinary(16))
+    # Set when the buyer fields (and their copies in `raw`) were erased; the order stays.
+    buyer_erased_at: Mapped[datetime | None]

@@ -45,7 +45,7 @@ ORDER_COLUMNS = """o.id, o.connection_id::text AS connection_id, o.platform_code
     o.shipping_address::text AS shipping_address, o.currency, o.subtotal::text AS subtotal,
     o.shipping_fee::text AS shipping_fee, o.discount::text AS discount, o.total::text AS total,
     o.payment_method, o.is_cod, o.order_created_at, o.order_updated_at, o.paid_at,
-    o.updated_at"""
+    o.updated_at, o.buyer_erased_at"""
 # One index probe per order of the page, inside the statement (no N+1 round trips).
 ITEMS = """ARRAY(SELECT ARRAY[i.sku, i.name, i.variation, i.quantity::text, i.unit_price::text,
                        i.discount::text, i.external_item_id, i.external_product_id]
@@ -178,7 +178,7 @@ async def _driver(session: AsyncSession) -> Any:
     return raw.driver_connection
 
 
-async def _fetch(session: AsyncSession, sql: str, args: list[Any]) -> list[Any]:
+async def fetch(session: AsyncSession, sql: str, args: list[Any]) -> list[Any]:
     driver = await _driver(session)
     try:
         rows: list[Any] = await driver.fetch(sql, *args)
@@ -191,7 +191,7 @@ async def _fetch(session: AsyncSession, sql: str, args: list[Any]) -> list[Any]:
 
 async def list_page(session: AsyncSession, flt: OrderFilter, page: PageRequest) -> OrderPage:
     sql, args = list_statement(flt, page)
-    rows = await _fetch(session, sql, args)
+    rows = await fetch(session, sql, args)
     total: int | None = rows[0]["total_count"] if rows else None
     if total is None and page.include_total:
         # An empty page past the end of the set: its count still has to be told.
@@ -203,7 +203,7 @@ async def count(session: AsyncSession, flt: OrderFilter) -> int:
     arg = _Args()
     where = " AND ".join(_where(flt, arg))
     sql = f"SELECT count(*) FROM marketplace_orders o WHERE {where}"
-    rows = await _fetch(session, sql, arg.values)
+    rows = await fetch(session, sql, arg.values)
     return int(rows[0][0])
 
 
@@ -213,5 +213,5 @@ async def get_for_user(session: AsyncSession, user_id: str, order_id: int) -> An
         "FROM marketplace_orders o "
         "WHERE o.id = $1 AND o.user_id = $2"
     )
-    rows = await _fetch(session, sql, [order_id, user_id])
+    rows = await fetch(session, sql, [order_id, user_id])
     return rows[0] if rows else None

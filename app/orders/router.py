@@ -74,6 +74,14 @@ async def list_orders(
             description="false skips counting the matching orders (pagination.total is null)",
         ),
     ] = True,
+    include_buyer: Annotated[
+        bool,
+        Query(
+            alias="includeBuyer",
+            description="true shows the buyer's phone, e-mail and street in full; by default "
+            "they are masked (phone: last 4 digits) to protect buyer data (Thailand's PDPA)",
+        ),
+    ] = False,
 ) -> Response:
     """Orders of every connection of the user, newest first, in one shape: money as decimal
     strings, times in UTC, line items included (the raw payload is on the detail endpoint).
@@ -94,6 +102,7 @@ async def list_orders(
         offset=offset,
         cursor=cursor,
         include_total=include_total,
+        include_buyer=include_buyer,
     )
     return Response(await service.list_orders(uow.session, params), media_type=_JSON)
 
@@ -109,6 +118,6 @@ async def get_order(
     order_id: Annotated[int, Path(alias="orderId", ge=1, le=2**63 - 1)],
     user_id: UserIdQuery = None,
 ) -> Response:
-    """One order with its items and the platform's raw payload."""
+    """One order with its items and the platform's raw payload, buyer details in full."""
     owner = ensure_same_user(user, user_id)
     return Response(await service.get_order(uow.session, owner, order_id), media_type=_JSON)

@@ -65,6 +65,10 @@ class OrderItemOut(CamelModel):
 
 
 class OrderOut(CamelModel):
+    """In order lists `buyerPhone` (`******5678`), `buyerEmail` (`s****@example.com`) and the
+    address's `phone`, `line1`, `line2` and `fullAddress` (`****`) are masked unless the
+    request has `includeBuyer=true`; order detail shows them in full."""
+
     id: int
     connection_id: uuid.UUID
     platform_code: PlatformCode
@@ -86,6 +90,10 @@ class OrderOut(CamelModel):
     updated_at: datetime = Field(description="The platform's last update of the order")
     paid_at: datetime | None
     synced_at: datetime = Field(description="When this service last stored a change")
+    buyer_erased_at: datetime | None = Field(
+        description="When the buyer's name, contact details and address were erased (retention "
+        "or a disconnect with eraseBuyerData); null while they are kept"
+    )
     items: list[OrderItemOut]
 
     @model_validator(mode="after")

@@ -127,6 +127,7 @@ class ListParams:
     offset: int
     cursor: str | None
     include_total: bool = True
+    include_buyer: bool = False
 
 
 def list_params(
@@ -143,6 +144,7 @@ def list_params(
     offset: int,
     cursor: str | None,
     include_total: bool,
+    include_buyer: bool = False,
 ) -> ListParams:
     """The checks FastAPI's parameter types cannot express, each a 422 naming its parameter."""
     start, end = as_utc(created_from, "createdFrom"), as_utc(created_to, "createdTo")
@@ -165,6 +167,7 @@ def list_params(
         offset=offset,
         cursor=cursor,
         include_total=include_total,
+        include_buyer=include_buyer,
     )
 
 
@@ -179,6 +182,51 @@ def _address(text: str | None) -> dict[str, Any] | None:
     if not isinstance(stored, dict):
         return None
     return {camel: stored.get(name) for name, camel in _ADDRESS_KEYS}
+
+
+# Thailand's PDPA: a list (what support staff and dashboards see) shows enough to recognize a
+# buyer, not to reach them. The fixed-width masks tell nothing about the hidden length.
+PHONE_MASK = "******"
+TEXT_MASK = "****"
+_MASKED_STREET_KEYS = ("line1", "line2", "fullAddress")
+
+
+def mask_phone(phone: str | None) -> str | None:
+    """`+66812345678` -> `******5678`: the last 4 digits, nothing when there are no more."""
+    if phone is None:
+        return None
+    digits = [c for c in phone if c.isascii() and c.isdigit()]
+    return PHONE_MASK + "".join(digits[-4:]) if len(digits) > 4 else PHONE_MASK
+
+
+def mask_email(email: str | None) -> str | None:
+    """`somchai@example.com` -> `s****@example.com`: the first letter and the domain."""
+    if email is None:
+        return None
+    local, at, domain = email.rpartition("@")
+    if not at or not local:
+        return TEXT_MASK
+    return f"{local[0]}{TEXT_MASK}@{domain}"
+
+
+def mask_buyer(order: dict[str, Any]) -> dict[str, Any]:
+    """An order of the wire shape with the buyer's contact details masked, in place: phone and
+    e-mail, and the address's street lines and phone (name, area and postal code stay)."""
+    order["buyerPhone"] = mask_phone(order["buyerPhone"])
+    order["buyerEmail"] = mask_email(order["buyerEmail"])
+    address = order["shippingAddress"]
+    if address is not None:
+        address["phone"] = mask_phone(address["phone"])
+        for key in _MASKED_STREET_KEYS:
+            if address[key] is not None:
+                address[key] = TEXT_MASK
+    return order
+
+
+def render_order(row: Any, *, include_buyer: bool = True) -> dict[str, Any]:
+    """The wire shape of a repository row; buyer contact details masked unless included."""
+    order = _order(row)
+    return order if include_buyer else mask_buyer(order)
 
 
 def _order(row: Any) -> dict[str, Any]:
@@ -208,6 +256,7 @@ def _order(row: Any) -> dict[str, Any]:
         "updatedAt": row["order_updated_at"],
         "paidAt": row["paid_at"],
         "syncedAt": row["updated_at"],
+        "buyerErasedAt": row["buyer_erased_at"],
         # Each item is a text array in the element order of repository.ITEMS.
         "items": [
             {
@@ -254,7 +303,7 @@ async def list_orders(session: AsyncSession, params: ListParams) -> bytes:
         next_cursor = encode_cursor(params.sort, last["sort_key"], last["id"])
     return to_json(
         {
-            "data": [_order(row) for row in page.rows],
+            "data": [render_order(row, include_buyer=params.include_buyer) for row in page.rows],
             "pagination": {
                 "total": page.total,
                 "limit": params.limit,
@@ -270,4 +319,4 @@ async def get_order(session: AsyncSession, user_id: str, order_id: int) -> bytes
     row = await repository.get_for_user(session, user_id, order_id)
     if row is None:
         raise NotFoundError("Order not found")
-    return to_json({"data": {**_order(row), "raw": from_json(row["raw"])}})
+    return to_json({"data": {**render_order(row), "raw": from_json(row["raw"])}})

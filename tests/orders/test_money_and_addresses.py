@@ -246,7 +246,7 @@ async def test_synced_orders_read_back_in_minor_units_with_a_structured_address(
         normalized.append(order)
     connection = await add_connection(session_factory, USER, platform)
     await ingest_orders(session_factory, connection, normalized)
-    orders = await listed(orders_api)
+    orders = await listed(orders_api, includeBuyer="true")
     assert {o["externalOrderId"] for o in orders} == set(seeds)
     for order in orders:
         seed = seeds[order["externalOrderId"]]

@@ -474,3 +474,15 @@ def _map_group(key: str, members: list[dict[str, Any]]) -> NormalizedProduct:
         variations=variations,
         raw={"items": members},
     )
+
+
+# --- buyer data ------------------------------------------------------------------------------
+
+# Fields of a commerce order that identify the buyer: `buyer_details` {name, email, ...} and
+# the shipping address (the recipient's name and street).
+BUYER_FIELDS = frozenset({"buyer_details", "shipping_address"})
+
+
+def erase_buyer_data(raw: dict[str, Any]) -> dict[str, Any]:
+    """The stored payload without its buyer fields; everything else is kept as received."""
+    return {key: value for key, value in raw.items() if key not in BUYER_FIELDS}

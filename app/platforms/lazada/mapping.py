@@ -459,3 +459,43 @@ def map_product(product: Mapping[str, Any]) -> NormalizedProduct:
         variations=variations,
         raw=dict(product),
     )
+
+
+# --- buyer data ----------------------------------------------------------------------------
+
+# Fields of an order that identify or describe the buyer: names, both addresses (with their
+# phones), tax identity and free-text notes.
+BUYER_ORDER_FIELDS = frozenset(
+    {
+        "customer_first_name",
+        "customer_last_name",
+        "address_shipping",
+        "address_billing",
+        "national_registration_number",
+        "tax_code",
+        "branch_number",
+        "remarks",
+        "gift_message",
+        "buyer_id",
+    }
+)
+# Item rows may name the buyer's account too.
+BUYER_ITEM_FIELDS = frozenset({"buyer_id"})
+
+
+def erase_buyer_data(raw: dict[str, Any]) -> dict[str, Any]:
+    """The stored payload ({"order": ..., "items": [...]}, as map_order keeps it) without its
+    buyer fields; everything else is kept as received."""
+    erased = dict(raw)
+    order = raw.get("order")
+    if isinstance(order, Mapping):
+        erased["order"] = {k: v for k, v in order.items() if k not in BUYER_ORDER_FIELDS}
+    items = raw.get("items")
+    if isinstance(items, list):
+        erased["items"] = [
+            {k: v for k, v in row.items() if k not in BUYER_ITEM_FIELDS}
+            if isinstance(row, Mapping)
+            else row
+            for row in items
+        ]
+    return erased

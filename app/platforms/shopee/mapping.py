@@ -506,3 +506,24 @@ def _map_product(base: Mapping[str, Any], models: Mapping[str, Any] | None) -> N
         variations=variations,
         raw={"item": dict(base), "models": dict(models) if models is not None else None},
     )
+
+
+# --- buyer data ------------------------------------------------------------------------------
+
+# Top-level fields of a `get_order_detail` order that identify or describe the buyer (the
+# recipient's name, phone and address; account; tax and invoice details; their note).
+BUYER_FIELDS = frozenset(
+    {
+        "recipient_address",
+        "buyer_username",
+        "buyer_user_id",
+        "buyer_cpf_id",
+        "invoice_data",
+        "message_to_seller",
+    }
+)
+
+
+def erase_buyer_data(raw: dict[str, Any]) -> dict[str, Any]:
+    """The stored payload without its buyer fields; everything else is kept as received."""
+    return {key: value for key, value in raw.items() if key not in BUYER_FIELDS}
