@@ -169,11 +169,11 @@ async def run_sync(wc: WorkerContext, sync_log_id: uuid.UUID) -> str:
             # Shielded: a cancelled job must still give the lock back on this connection.
             await asyncio.shield(_unlock(lock_connection, key))
     if outcome == INTERRUPTED and wc.redis is not None:
-        # Hand the rest over now rather than at the next recovery sweep.
+        # Hand the rest over now rather than at the next recovery sweep. A new id each time:
+        # arq drops a job whose id is still running or kept, and this run may be a handover.
+        handover_id = f"{SYNC_JOB}:{sync_log_id}:handover:{uuid.uuid4().hex[:8]}"
         with contextlib.suppress(RedisError, OSError):
-            await wc.redis.enqueue_job(
-                SYNC_JOB, str(sync_log_id), _job_id=f"{SYNC_JOB}:{sync_log_id}:handover"
-            )
+            await wc.redis.enqueue_job(SYNC_JOB, str(sync_log_id), _job_id=handover_id)
     return outcome
 
 

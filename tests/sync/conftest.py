@@ -26,6 +26,10 @@ async def worker(settings: Settings, clean: None) -> AsyncIterator[None]:
     yield
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+    # A job may still be recording its result (the log said success a moment before).
+    running = [job for job in arq_worker.tasks.values() if not job.done()]
+    if running:
+        await asyncio.wait(running, timeout=10)
     await arq_worker.close()
 
 
