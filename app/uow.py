@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from arq.connections import ArqRedis
-from redis.exceptions import RedisError
 from fastapi import Depends, Request
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import QueueUnavailable
