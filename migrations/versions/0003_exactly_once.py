@@ -49,7 +49,6 @@ def upgrade() -> None:
         ),
     )
 
-
     op.add_column(
         "marketplace_connections",
         sa.Column("next_sync_at", sa.DateTime(timezone=True), nullable=True),
