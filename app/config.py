@@ -22,6 +22,10 @@ class ClientTuning(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
     calls_per_second: float = Field(10.0, validation_alias="MARKETPLACE_CALLS_PER_SECOND", gt=0)
+    # One app's calls over all its shops and every process (unset: 5 x the per-shop rate).
+    app_calls_per_second: float | None = Field(
+        None, validation_alias="MARKETPLACE_APP_CALLS_PER_SECOND", gt=0
+    )
     detail_concurrency: int = Field(4, validation_alias="MARKETPLACE_DETAIL_CONCURRENCY", ge=1)
     backoff_base_seconds: float = Field(0.5, validation_alias="MARKETPLACE_BACKOFF_BASE", gt=0)
     backoff_cap_seconds: float = Field(30.0, validation_alias="MARKETPLACE_BACKOFF_CAP", gt=0)
@@ -79,12 +83,60 @@ class Settings(BaseSettings):
     buyer_data_retention_days: int | None = Field(
         None, validation_alias="BUYER_DATA_RETENTION_DAYS", ge=1
     )
+    # Finished orders placed longer ago than this are archived daily (hidden from the list).
+    order_archive_after_days: int = Field(180, validation_alias="ORDER_ARCHIVE_AFTER_DAYS", ge=1)
     alert_webhook_url: str | None = Field(None, validation_alias="ALERT_WEBHOOK_URL")
     # `whsec_` + base64, the Standard Webhooks format.
     alert_webhook_secret: SecretStr | None = Field(None, validation_alias="ALERT_WEBHOOK_SECRET")
     # Request bodies above this are refused (413) before they are parsed or authenticated.
     max_body_bytes: int = Field(1_048_576, validation_alias="MAX_BODY_BYTES", ge=1)
     log_level: str = Field("INFO", validation_alias=AliasChoices("LOG_LEVEL"))
+
+    # --- connect flows: the operator's app on each marketplace (INTERFACE "Authorization flows")
+    shopee_partner_id: str | None = Field(None, validation_alias="SHOPEE_PARTNER_ID")
+    shopee_partner_key: SecretStr | None = Field(None, validation_alias="SHOPEE_PARTNER_KEY")
+    lazada_app_key: str | None = Field(None, validation_alias="LAZADA_APP_KEY")
+    lazada_app_secret: SecretStr | None = Field(None, validation_alias="LAZADA_APP_SECRET")
+    meta_app_id: str | None = Field(None, validation_alias="META_APP_ID")
+    meta_app_secret: SecretStr | None = Field(None, validation_alias="META_APP_SECRET")
+    # Where the seller's browser lands after a connect flow (unless `redirectUrl` was given).
+    connect_redirect_url: str | None = Field(None, validation_alias="CONNECT_REDIRECT_URL")
+    lazada_oauth_url: str = Field(
+        "https://auth.lazada.com/oauth/authorize", validation_alias="LAZADA_OAUTH_URL"
+    )
+    facebook_dialog_url: str = Field(
+        "https://www.facebook.com/v18.0/dialog/oauth", validation_alias="FACEBOOK_DIALOG_URL"
+    )
+    # Lazada's API gateway per seller country (reference §2.1). TH follows LAZADA_BASE_URL unless
+    # set, so pointing LAZADA_BASE_URL at a sandbox moves Thai shops with it.
+    lazada_base_url_th: str | None = Field(None, validation_alias="LAZADA_BASE_URL_TH")
+    lazada_base_url_my: str = Field(
+        "https://api.lazada.com.my/rest", validation_alias="LAZADA_BASE_URL_MY"
+    )
+    lazada_base_url_sg: str = Field(
+        "https://api.lazada.sg/rest", validation_alias="LAZADA_BASE_URL_SG"
+    )
+    lazada_base_url_ph: str = Field(
+        "https://api.lazada.com.ph/rest", validation_alias="LAZADA_BASE_URL_PH"
+    )
+    lazada_base_url_vn: str = Field(
+        "https://api.lazada.vn/rest", validation_alias="LAZADA_BASE_URL_VN"
+    )
+    lazada_base_url_id: str = Field(
+        "https://api.lazada.co.id/rest", validation_alias="LAZADA_BASE_URL_ID"
+    )
+
+    def lazada_country_url(self, country: str | None) -> str:
+        """The API gateway for a Lazada seller of `country` (LAZADA_BASE_URL when unknown)."""
+        hosts = {
+            "th": self.lazada_base_url_th,
+            "my": self.lazada_base_url_my,
+            "sg": self.lazada_base_url_sg,
+            "ph": self.lazada_base_url_ph,
+            "vn": self.lazada_base_url_vn,
+            "id": self.lazada_base_url_id,
+        }
+        return hosts.get((country or "").lower()) or self.lazada_base_url
 
     clients: ClientTuning = Field(default_factory=ClientTuning)
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from app.auth import TokenVerifier
+from app.authorize.router import router as authorize_router
 from app.buyers.router import router as buyers_router
 from app.config import Settings, get_settings
 from app.connections.router import router as connections_router
@@ -28,6 +29,9 @@ from app.errors import (
 )
 from app.jobs import lazy_redis
 from app.logging import RequestIdMiddleware, configure_logging
+from app.metrics.middleware import HttpMetricsMiddleware
+from app.metrics.router import router as metrics_router
+from app.metrics.service import Flusher
 from app.orders.router import router as orders_router
 from app.platforms.registry import PlatformGateway
 from app.sync.router import router as sync_router
@@ -57,9 +61,11 @@ def create_app(
         app.state.sessionmaker = database.sessionmaker
         app.state.redis = redis
         app.state.platform_gateway = PlatformGateway(settings, http_client=http)
+        flusher = Flusher(redis).start()
         try:
             yield
         finally:
+            await flusher.stop()
             if own_http:
                 await http.aclose()
             await redis.aclose()
@@ -97,11 +103,15 @@ def create_app(
             expose_headers=["X-Request-ID"],
         )
     app.add_middleware(RequestIdMiddleware)
+    # Outermost: it times the whole stack and sees the status the client got.
+    app.add_middleware(HttpMetricsMiddleware)
     app.include_router(connections_router)
     app.include_router(orders_router)
     app.include_router(sync_router)
     app.include_router(webhooks_router)
+    app.include_router(metrics_router)
     app.include_router(buyers_router)
+    app.include_router(authorize_router)
 
     @app.get("/health", tags=["operations"])
     async def health() -> dict[str, str]:

@@ -12,10 +12,12 @@ from arq import cron
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
+from app.alerts import tasks as alert_tasks
 from app.buyers import tasks as buyer_tasks
 from app.config import Settings
 from app.connections.tasks import verify_all_connections, verify_connection
 from app.jobs import redis_settings
+from app.metrics.service import Flusher
 from app.sync.tasks import (
     reconcile_all,
     recover_dead_syncs,
@@ -36,6 +38,7 @@ FUNCTIONS: list[Any] = [
     sync_orders,
     verify_connection,
     *webhook_tasks.FUNCTIONS,
+    *alert_tasks.FUNCTIONS,
     *buyer_tasks.FUNCTIONS,
 ]
 CRON_JOBS = [
@@ -44,6 +47,7 @@ CRON_JOBS = [
     cron(arq_job(reconcile_all), hour={3}, minute=41, unique=True),
     cron(arq_job(verify_all_connections), hour={1, 7, 13, 19}, minute=17, unique=True),
     *webhook_tasks.CRON_JOBS,
+    *alert_tasks.CRON_JOBS,
     *buyer_tasks.CRON_JOBS,
 ]
 
@@ -74,8 +78,12 @@ def create_worker(settings: Settings, **kwargs: Any) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
         if "app" not in ctx:  # a restart after a Redis outage keeps the same context
             ctx["app"] = WorkerContext.create(settings, redis=ctx["redis"])
+        if "metrics_flusher" not in ctx:
+            ctx["metrics_flusher"] = Flusher(ctx["redis"]).start()
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        if "metrics_flusher" in ctx:
+            await ctx.pop("metrics_flusher").stop()
         if "app" in ctx:
             await ctx["app"].close()
 

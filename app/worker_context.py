@@ -18,6 +18,7 @@ from app.config import Settings
 from app.crypto import CredentialCipher
 from app.db import Database
 from app.platforms.http import RateLimiter
+from app.platforms.quota import RedisRateLimiter, app_quota_key
 from app.platforms.registry import PlatformGateway
 from app.uow import UnitOfWork, unit_of_work
 
@@ -35,10 +36,24 @@ class WorkerContext:
     # Set when the worker is told to stop: running syncs end after their current batch.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def limiter_for(self, connection_id: uuid.UUID) -> RateLimiter:
+    def limiter_for(
+        self, connection_id: uuid.UUID, *, platform: str | None = None, app_key: str | None = None
+    ) -> RateLimiter:
+        """The connection's call budget: shared by every process through Redis when the app is
+        known (its own local bucket takes over while Redis is down)."""
         limiter = self.limiters.get(connection_id)
         if limiter is None:
-            limiter = RateLimiter(self.settings.clients.calls_per_second)
+            tuning = self.settings.clients
+            if self.redis is not None and platform and app_key:
+                limiter = RedisRateLimiter(
+                    self.redis,
+                    app=app_quota_key(platform, app_key),
+                    connection_id=connection_id,
+                    calls_per_second=tuning.calls_per_second,
+                    app_calls_per_second=tuning.app_calls_per_second or 5 * tuning.calls_per_second,
+                )
+            else:
+                limiter = RateLimiter(tuning.calls_per_second)
             self.limiters[connection_id] = limiter
         return limiter
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.alerts import service as alerts
 from app.models import MarketplaceConnection, MarketplacePlatform
 from app.models.enums import ConnectionStatus
 from app.platforms.errors import AuthError, MarketplaceError, PermanentError, ReauthRequiredError
@@ -84,16 +85,36 @@ async def mark_status(
     reason: str | None,
 ) -> None:
     """Set only the status columns, so tokens refreshed meanwhile by another transaction are
-    never overwritten with a stale copy."""
-    await session.execute(
-        update(MarketplaceConnection)
+    never overwritten with a stale copy. A move into `reauth_required` or `error` raises its
+    alert in the same transaction (the row lock makes it one alert per move)."""
+    previous = await session.scalar(
+        select(MarketplaceConnection.status)
         .where(
             MarketplaceConnection.id == connection_id,
             # Disconnecting is the seller's word; a sync finishing later must not undo it.
             MarketplaceConnection.status != ConnectionStatus.DISCONNECTED,
         )
-        .values(status=status, status_reason=reason, updated_at=func.now())
+        .with_for_update()
     )
+    if previous is None:
+        return
+    changed = (
+        await session.execute(
+            update(MarketplaceConnection)
+            .where(MarketplaceConnection.id == connection_id)
+            .values(status=status, status_reason=reason, updated_at=func.now())
+            .returning(MarketplaceConnection.platform_code, MarketplaceConnection.updated_at)
+        )
+    ).one()
+    if previous != status:
+        await alerts.alert_status_change(
+            session,
+            connection_id=connection_id,
+            platform_code=changed.platform_code,
+            status=status,
+            reason=reason,
+            changed_at=changed.updated_at,
+        )
 
 
 def status_for_failure(error: MarketplaceError) -> ConnectionStatus | None:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Response, status
 from app.auth import CurrentUser, ensure_same_user
 from app.connections import service
 from app.connections.schemas import ConnectionCreate, ConnectionOut, ConnectionUpdate, PlatformOut
-from app.deps import CipherDep, GatewayDep
+from app.deps import CipherDep, GatewayDep, SettingsDep
 from app.schemas import DataResponse, error_responses
 from app.uow import UowDep
 
@@ -27,9 +27,10 @@ UserIdQuery = Annotated[
     response_model=DataResponse[list[PlatformOut]],
     responses=error_responses(503),
 )
-async def list_platforms(uow: UowDep) -> DataResponse[list[PlatformOut]]:
-    """The marketplaces, with the fields a connect form needs. No token required."""
-    return DataResponse(data=await service.list_platforms(uow.session))
+async def list_platforms(uow: UowDep, settings: SettingsDep) -> DataResponse[list[PlatformOut]]:
+    """The marketplaces, with the fields a connect form needs (apiKey and apiSecret are
+    optional where the operator has configured the marketplace's app). No token required."""
+    return DataResponse(data=await service.list_platforms(uow.session, settings))
 
 
 @router.get(

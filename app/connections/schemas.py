@@ -79,6 +79,9 @@ class ConnectionOut(CamelModel):
     platform_code: str
     shop_id: str
     shop_name: str | None
+    country: str | None = Field(
+        None, description="ISO 3166 alpha-2 (Lazada and Shopee), where the platform says"
+    )
     status: ConnectionStatus
     status_reason: str | None = Field(
         description="Why the status is what it is (the platform's words)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
@@ -12,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.buyers.service import erase_connection_buyer_data
+from app.config import Settings
 from app.connections import repository
 from app.connections.credentials import decrypt_credentials, masked, store_credentials
 from app.connections.repository import mark_status, status_for_failure
@@ -40,7 +42,14 @@ from app.models.enums import ConnectionStatus, SyncTrigger
 from app.platforms.base import TokenStore
 from app.platforms.connect_form import PlatformSpec
 from app.platforms.errors import MarketplaceError, RateLimitedError, TransientError
-from app.platforms.registry import CONNECT_FORMS, PlatformGateway
+from app.platforms.registry import (
+    CONNECT_FORMS,
+    OPERATOR_APP_FIELDS,
+    PlatformGateway,
+    connect_form,
+    operator_app,
+    shop_country,
+)
 from app.platforms.types import Credentials, PlatformCode, ShopInfo
 from app.sync.service import first_sync_at, start_sync
 from app.uow import UnitOfWork
@@ -62,16 +71,20 @@ def to_out(connection: MarketplaceConnection, cipher: CredentialCipher) -> Conne
     )
 
 
-async def list_platforms(session: AsyncSession) -> list[PlatformOut]:
+async def list_platforms(
+    session: AsyncSession, settings: Settings | None = None
+) -> list[PlatformOut]:
+    """With `settings`, a platform whose operator app is configured lists apiKey and apiSecret
+    as optional."""
     rows = await repository.list_platforms(session)
     out = []
     for row in rows:
         platform = known_platform(row.code)
         if platform is None:
             continue
-        spec = CONNECT_FORMS.get(platform)
-        if spec is None:
+        if platform not in CONNECT_FORMS:
             continue
+        spec = connect_form(platform, settings)
         out.append(
             PlatformOut(
                 code=row.code,
@@ -103,7 +116,9 @@ def _clean(value: str | None) -> str | None:
     return value or None
 
 
-def _validate_create(body: ConnectionCreate) -> tuple[PlatformSpec, dict[str, str]]:
+def _validate_create(
+    body: ConnectionCreate, settings: Settings | None = None
+) -> tuple[PlatformSpec, dict[str, str]]:
     values = {
         name: _clean(getattr(body, attr))
         for name, attr in (
@@ -126,8 +141,15 @@ def _validate_create(body: ConnectionCreate) -> tuple[PlatformSpec, dict[str, st
             code="unknown_platform",
             fields=["platformCode"],
         )
-    spec = CONNECT_FORMS[platform] if platform is not None else None
+    spec = connect_form(platform, settings) if platform is not None else None
+    operator = operator_app(settings, platform) if settings and platform else None
+    if operator is not None and values["apiKey"] is None and values["apiSecret"] is None:
+        # A connection that brings no app of its own uses the operator's; one that brings
+        # half of one is reported as missing the other half, never mixed with the operator's.
+        values["apiKey"], values["apiSecret"] = operator
     required = ["userId", "platformCode"] + ([f.name for f in spec.required] if spec else [])
+    if spec is not None and (values["apiKey"] is None) != (values["apiSecret"] is None):
+        required += [name for name in OPERATOR_APP_FIELDS if name not in required]
     missing = [name for name in required if values.get(name) is None]
     if missing:
         raise ValidationFailed(
@@ -150,12 +172,15 @@ def _validate_create(body: ConnectionCreate) -> tuple[PlatformSpec, dict[str, st
 
 
 async def _verify_with_platform(
-    gateway: PlatformGateway, spec: PlatformSpec, credentials: Credentials
+    gateway: PlatformGateway,
+    spec: PlatformSpec,
+    credentials: Credentials,
+    country: str | None = None,
 ) -> tuple[ShopInfo, Credentials]:
     """The credentials checked with the marketplace, which must name the same shop: a token of
     one shop stored under another shop's id would file one seller's orders under another."""
     try:
-        shop, checked = await gateway.check_shop(spec.code, credentials)
+        shop, checked = await gateway.check_shop(spec.code, credentials, country=country)
     except (TransientError, RateLimitedError) as exc:
         raise MarketplaceUnavailable(
             f"Could not reach {spec.name} to check the credentials: {exc.message}"
@@ -182,7 +207,7 @@ async def create_connection(
     cipher: CredentialCipher,
     gateway: PlatformGateway,
 ) -> MarketplaceConnection:
-    spec, values = _validate_create(body)
+    spec, values = _validate_create(body, gateway.settings)
     platform_row = await repository.get_platform(session, spec.code.value)
     if platform_row is None or not platform_row.is_active:
         raise ValidationFailed(
@@ -212,6 +237,7 @@ async def create_connection(
             id=uuid.uuid4(), user_id=user_id, platform_code=spec.code.value, shop_id=shop_id
         )
     connection.shop_name = values.get("shopName") or shop.name
+    connection.country = shop_country(spec.code, shop)
     connection.status = ConnectionStatus.ACTIVE
     connection.status_reason = None
     connection.is_active = True
@@ -231,6 +257,75 @@ async def create_connection(
         winner = await repository.find_by_shop(session, user_id, spec.code.value, shop_id)
         raise ConnectionExists(winner.id if winner else None) from None
     await session.refresh(connection)
+    return connection
+
+
+async def connect_authorized(
+    uow: UnitOfWork,
+    user_id: str,
+    platform: PlatformCode,
+    credentials: Credentials,
+    *,
+    country: str | None,
+    cipher: CredentialCipher,
+    gateway: PlatformGateway,
+) -> MarketplaceConnection:
+    """Store what an authorization flow granted: the shop checked with the marketplace like a
+    pasted one, then a new connection, a disconnected one revived, or an existing one given the
+    new tokens. Starts the first sync (a catch-up one for a connection that had been refused);
+    the jobs are sent after the caller commits."""
+    session = uow.session
+    spec = CONNECT_FORMS[platform]
+    platform_row = await repository.get_platform(session, platform.value)
+    if platform_row is None or not platform_row.is_active:
+        raise ValidationFailed(
+            f"{spec.name} is not enabled on this installation",
+            code="platform_inactive",
+            fields=["platformCode"],
+        )
+    shop_id = spec.canonical_shop_id(credentials.shop_id)
+    credentials = replace(credentials, shop_id=shop_id)
+    shop, credentials = await _verify_with_platform(gateway, spec, credentials, country)
+    now = datetime.now(UTC)
+    existing = await repository.find_by_shop(session, user_id, platform.value, shop_id)
+    connection = (
+        await repository.get_for_update(session, existing.id) if existing is not None else None
+    )
+    trigger = SyncTrigger.MANUAL
+    if connection is None:
+        connection = MarketplaceConnection(
+            id=uuid.uuid4(), user_id=user_id, platform_code=platform.value, shop_id=shop_id
+        )
+        connection.is_active = True
+        connection.sync_interval_minutes = default_sync_interval(platform)
+        connection.next_sync_at = first_sync_at(connection, now)
+    elif connection.status == ConnectionStatus.DISCONNECTED:
+        connection.is_active = True
+        connection.next_sync_at = first_sync_at(connection, now)
+    elif connection.status in (ConnectionStatus.ERROR, ConnectionStatus.REAUTH_REQUIRED):
+        # Orders may have been missed while the credentials were refused: catch up now.
+        trigger = SyncTrigger.CATCH_UP
+    connection.shop_name = connection.shop_name or shop.name
+    connection.country = shop_country(platform, shop) or country or connection.country
+    connection.status = ConnectionStatus.ACTIVE
+    connection.status_reason = None
+    store_credentials(connection, credentials, cipher)
+    try:
+        async with session.begin_nested():
+            session.add(connection)
+            await session.flush()
+    except IntegrityError:
+        # A concurrent flow connected the same shop first: the seller sees that connection.
+        winner = await repository.find_by_shop(session, user_id, platform.value, shop_id)
+        raise ConnectionExists(winner.id if winner else None) from None
+    await session.refresh(connection)
+    with contextlib.suppress(SyncAlreadyRunning):
+        await start_sync(
+            uow,
+            connection,
+            trigger=trigger,
+            stale_after=timedelta(seconds=gateway.settings.sync_stale_seconds),
+        )
     return connection
 
 
@@ -274,7 +369,7 @@ async def update_connection(
         updated = _credentials_after_update(
             spec, decrypt_credentials(connection, cipher), body.credentials
         )
-        checked = await _verify_with_platform(gateway, spec, updated)
+        checked = await _verify_with_platform(gateway, spec, updated, connection.country)
     connection = await get_connection(session, user_id, connection_id, for_update=True)
     if connection.status == ConnectionStatus.DISCONNECTED:
         raise ConnectionDisconnected()  # disconnected while the marketplace was checking
@@ -388,7 +483,10 @@ async def recheck_connection(
     platform = PlatformCode(connection.platform_code)
     try:
         shop, _ = await gateway.check_shop(
-            platform, decrypt_credentials(connection, cipher), token_store=token_store
+            platform,
+            decrypt_credentials(connection, cipher),
+            token_store=token_store,
+            country=connection.country,
         )
     except MarketplaceError as exc:
         new_status = status_for_failure(exc)

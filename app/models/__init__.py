@@ -1,6 +1,8 @@
 """ORM models, one file per table; importing this package registers them all."""
 
+from app.models.alert import MarketplaceAlert
 from app.models.base import Base
+from app.models.connect_state import MarketplaceConnectState
 from app.models.connection import MarketplaceConnection
 from app.models.failed_order import MarketplaceFailedOrder
 from app.models.order import MarketplaceOrder
@@ -14,6 +16,8 @@ from app.models.webhook import MarketplaceWebhook
 
 __all__ = [
     "Base",
+    "MarketplaceAlert",
+    "MarketplaceConnectState",
     "MarketplaceConnection",
     "MarketplaceFailedOrder",
     "MarketplaceOrder",

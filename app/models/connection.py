@@ -27,6 +27,9 @@ class MarketplaceConnection(TimestampMixin, Base):
     )
     shop_id: Mapped[str] = mapped_column(String(128))
     shop_name: Mapped[str | None] = mapped_column(String(255))
+    # ISO 3166 alpha-2 (e.g. TH) for Lazada and Shopee; a Lazada shop is served by its
+    # country's gateway. None where the platform has not said.
+    country: Mapped[str | None] = mapped_column(String(2))
     # active | error | reauth_required | disconnected
     status: Mapped[str] = mapped_column(String(32), server_default="active")
     status_reason: Mapped[str | None] = mapped_column(Text)

@@ -15,6 +15,7 @@ import httpx
 import orjson
 
 from app.config import ClientTuning
+from app.metrics import service as metrics
 from app.platforms.errors import (
     MarketplaceError,
     PermanentError,
@@ -154,10 +155,13 @@ class PlatformTransport:
     ) -> dict[str, Any]:
         """Send one logical call, retrying transient and rate-limited failures only."""
         max_attempts = 1 if _single_attempt.get() else self.tuning.max_attempts
+        endpoint = metrics.endpoint_of(url)
         attempt = 0
         while True:
             attempt += 1
             waited = await self.limiter.acquire()
+            if waited > 0:
+                metrics.record_rate_limit_wait(self.platform, waited)
             if waited > 0.5:
                 self.events("rate_limit_wait", {"seconds": round(waited, 3)})
             try:
@@ -169,7 +173,9 @@ class PlatformTransport:
                     data=data,
                     auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT,
                 )
-                return classify(response)
+                payload = classify(response)
+                metrics.record_marketplace_call(self.platform, endpoint, "ok")
+                return payload
             except httpx.TimeoutException as exc:
                 error: MarketplaceError = TransientError(
                     f"Timed out calling the platform ({type(exc).__name__})", platform=self.platform
@@ -192,6 +198,7 @@ class PlatformTransport:
                 )
             except MarketplaceError as exc:
                 error = exc
+            metrics.record_marketplace_call(self.platform, endpoint, metrics.call_outcome(error))
             delay = backoff_delay(attempt, self.tuning)
             if isinstance(error, RateLimitedError) and error.retry_after is not None:
                 delay = max(delay, error.retry_after)

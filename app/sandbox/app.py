@@ -10,9 +10,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from app.sandbox import facebook, lazada, shopee
+from app.sandbox import authorize, facebook, lazada, shopee
+from app.sandbox.authorize import AuthorizeSandbox
+from app.sandbox.lazada import LazadaSandbox
 
 GRAPH_VERSION = "v18.0"
+LAZADA_ABROAD = ("my", "sg", "ph", "vn", "id")
 CONNECT_FIELDS = ("shopId", "shopName", "apiKey", "apiSecret", "accessToken", "refreshToken")
 
 
@@ -21,6 +24,18 @@ class SandboxSet:
     shopee: shopee.ShopeeSandbox = field(default_factory=shopee.ShopeeSandbox)
     lazada: lazada.LazadaSandbox = field(default_factory=lazada.LazadaSandbox)
     facebook: facebook.FacebookSandbox = field(default_factory=facebook.FacebookSandbox)
+    # Lazada's other countries, each its own gateway (Thailand is `lazada`).
+    lazada_abroad: dict[str, LazadaSandbox] = field(
+        default_factory=lambda: {c: LazadaSandbox() for c in LAZADA_ABROAD}
+    )
+    authorize: AuthorizeSandbox = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.authorize = AuthorizeSandbox(
+            shopee=self.shopee,
+            facebook=self.facebook,
+            lazada={"th": self.lazada, **self.lazada_abroad},
+        )
 
 
 def base_urls(root: str) -> dict[str, str]:
@@ -31,6 +46,9 @@ def base_urls(root: str) -> dict[str, str]:
         "LAZADA_BASE_URL": f"{root}/lazada/rest",
         "LAZADA_AUTH_URL": f"{root}/lazada/auth/rest",
         "FACEBOOK_GRAPH_URL": f"{root}/facebook/{GRAPH_VERSION}",
+        "LAZADA_OAUTH_URL": f"{root}/lazada/oauth/authorize",
+        "FACEBOOK_DIALOG_URL": f"{root}/facebook/dialog/oauth",
+        **{f"LAZADA_BASE_URL_{c.upper()}": f"{root}/lazada/{c}/rest" for c in LAZADA_ABROAD},
     }
 
 
@@ -46,6 +64,12 @@ def build_app(sandboxes: SandboxSet) -> Starlette:
     return Starlette(
         routes=[
             Route("/", index),
+            # Authorization pages first: they share the platforms' path prefixes.
+            *authorize.routes(sandboxes.authorize),
+            *(
+                Mount(f"/lazada/{country}", app=lazada.create_app(state))
+                for country, state in sandboxes.lazada_abroad.items()
+            ),
             Mount("/shopee", app=shopee.create_app(sandboxes.shopee)),
             Mount("/lazada", app=lazada.create_app(sandboxes.lazada)),
             Mount("/facebook", app=facebook.create_app(sandboxes.facebook)),
@@ -61,7 +85,24 @@ def create_sandbox_app(public_base_url: str) -> tuple[Starlette, dict[str, objec
         "lazada": lazada.seed_demo(sandboxes.lazada),
         "facebook": facebook.seed_demo(sandboxes.facebook),
     }
+    demo["settings"] = {**base_urls(public_base_url), **operator_settings(demo)}
     return build_app(sandboxes), demo
+
+
+def operator_settings(demo: dict[str, object]) -> dict[str, str]:
+    """The demo shops' apps as the operator's, so each connects through its authorization
+    page (POST /api/marketplace/connect/{platform}/start) with no token pasted."""
+    names = {
+        "shopee": ("SHOPEE_PARTNER_ID", "SHOPEE_PARTNER_KEY"),
+        "lazada": ("LAZADA_APP_KEY", "LAZADA_APP_SECRET"),
+        "facebook": ("META_APP_ID", "META_APP_SECRET"),
+    }
+    settings: dict[str, str] = {}
+    for platform, (key_name, secret_name) in names.items():
+        credentials = demo[platform]
+        assert isinstance(credentials, dict)
+        settings[key_name], settings[secret_name] = credentials["apiKey"], credentials["apiSecret"]
+    return settings
 
 
 def describe_demo(demo: dict[str, object]) -> str:

@@ -22,11 +22,13 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.alerts import service as alerts
 from app.config import Settings
 from app.connections import repository as connections
 from app.connections.credentials import DatabaseTokenStore, decrypt_credentials
 from app.errors import is_database_unavailable
 from app.logging import hide_statement_values
+from app.metrics import service as metrics
 from app.models import MarketplaceConnection, MarketplaceSyncLog
 from app.models.enums import ConnectionStatus, SyncStatus, SyncTrigger
 from app.orders.ingest import IngestResult, upsert_orders
@@ -218,6 +220,7 @@ async def _run_locked(wc: WorkerContext, sync_log_id: uuid.UUID) -> str:
         log.details = {**(log.details or {}), **details}
         await session.commit()
         credentials = decrypt_credentials(connection, wc.cipher)
+        country = connection.country  # Lazada: the seller's country picks the API host
         target = RunTarget(
             sync_log_id,
             connection.id,
@@ -230,10 +233,13 @@ async def _run_locked(wc: WorkerContext, sync_log_id: uuid.UUID) -> str:
         target.platform,
         credentials,
         wc.settings,
+        country=country,
         token_store=DatabaseTokenStore(wc.sessionmaker, wc.cipher, target.connection_id),
         events=progress.record_event,
         http_client=wc.http,
-        limiter=wc.limiter_for(target.connection_id),
+        limiter=wc.limiter_for(
+            target.connection_id, platform=target.platform.value, app_key=credentials.api_key
+        ),
     )
     try:
         await _sync_range(wc, client, target, since, until, progress, details)
@@ -501,6 +507,15 @@ async def _finish(
             else:
                 log.error_message = error
         log.status = status
+        if status == SyncStatus.FAILED:
+            await alerts.alert_if_failing_repeatedly(
+                session,
+                connection_id=target.connection_id,
+                platform_code=target.platform.value,
+                sync_log_id=target.sync_log_id,
+            )
         await connections.record_sync_finished(session, target.connection_id, log.finished_at)
         await session.commit()
+        stored = progress.result.created + progress.result.updated
+        metrics.record_sync(target.platform.value, status, stored)
         return status

@@ -60,3 +60,9 @@ CONNECT_FORM = PlatformSpec(
         ),
     ),
 )
+
+# Named by the original guide, but no such permission exists: asking Meta's login dialog for it
+# would fail the whole dialog ("Invalid Scopes").
+_NOT_A_PERMISSION = frozenset({"commerce_management_api"})
+# The permissions the login dialog asks for (the connect flow).
+LOGIN_SCOPES = tuple(s.name for s in CONNECT_FORM.scopes if s.name not in _NOT_A_PERMISSION)

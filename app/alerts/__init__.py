@@ -1,0 +1,1 @@
+"""Operator alerts: an outbox delivered as signed Standard Webhooks."""
