@@ -27,6 +27,8 @@ from app.errors import (
     UnhandledErrorMiddleware,
     install_error_handlers,
 )
+from app.inventory.outbox import install_job_sender
+from app.inventory.router import router as inventory_router
 from app.jobs import lazy_redis
 from app.logging import RequestIdMiddleware, configure_logging
 from app.metrics.middleware import HttpMetricsMiddleware
@@ -34,6 +36,7 @@ from app.metrics.router import router as metrics_router
 from app.metrics.service import Flusher
 from app.orders.router import router as orders_router
 from app.platforms.registry import PlatformGateway
+from app.products.router import router as products_router
 from app.sync.router import router as sync_router
 from app.webhooks.router import router as webhooks_router
 
@@ -54,6 +57,7 @@ def create_app(
             raise RuntimeError("DATABASE_URL and REDIS_URL must be set before the API starts")
         database = Database(settings)
         redis = lazy_redis(settings.redis_url)
+        install_job_sender(redis)
         own_http = platform_http is None
         http = platform_http or httpx.AsyncClient(timeout=settings.clients.timeout_seconds)
         app.state.settings = settings
@@ -112,6 +116,8 @@ def create_app(
     app.include_router(metrics_router)
     app.include_router(buyers_router)
     app.include_router(authorize_router)
+    app.include_router(products_router)
+    app.include_router(inventory_router)
 
     @app.get("/health", tags=["operations"])
     async def health() -> dict[str, str]:

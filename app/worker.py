@@ -16,8 +16,11 @@ from app.alerts import tasks as alert_tasks
 from app.buyers import tasks as buyer_tasks
 from app.config import Settings
 from app.connections.tasks import verify_all_connections, verify_connection
+from app.inventory import tasks as inventory_tasks
+from app.inventory.outbox import install_job_sender
 from app.jobs import redis_settings
 from app.metrics.service import Flusher
+from app.products import tasks as product_tasks
 from app.sync.tasks import (
     reconcile_all,
     recover_dead_syncs,
@@ -40,6 +43,8 @@ FUNCTIONS: list[Any] = [
     *webhook_tasks.FUNCTIONS,
     *alert_tasks.FUNCTIONS,
     *buyer_tasks.FUNCTIONS,
+    *product_tasks.FUNCTIONS,
+    *inventory_tasks.FUNCTIONS,
 ]
 CRON_JOBS = [
     cron(arq_job(schedule_due_syncs), second={5, 20, 35, 50}, unique=True),
@@ -49,6 +54,8 @@ CRON_JOBS = [
     *webhook_tasks.CRON_JOBS,
     *alert_tasks.CRON_JOBS,
     *buyer_tasks.CRON_JOBS,
+    *product_tasks.CRON_JOBS,
+    *inventory_tasks.CRON_JOBS,
 ]
 
 
@@ -78,6 +85,8 @@ def create_worker(settings: Settings, **kwargs: Any) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
         if "app" not in ctx:  # a restart after a Redis outage keeps the same context
             ctx["app"] = WorkerContext.create(settings, redis=ctx["redis"])
+        # Stock pushes that order ingest asks for go out right after each commit.
+        install_job_sender(ctx["redis"])
         if "metrics_flusher" not in ctx:
             ctx["metrics_flusher"] = Flusher(ctx["redis"]).start()
 

@@ -5,17 +5,21 @@ from app.models.base import Base
 from app.models.connect_state import MarketplaceConnectState
 from app.models.connection import MarketplaceConnection
 from app.models.failed_order import MarketplaceFailedOrder
+from app.models.inventory_sku import InventorySku
 from app.models.order import MarketplaceOrder
 from app.models.order_item import MarketplaceOrderItem
 from app.models.platform import MarketplacePlatform
 from app.models.product import MarketplaceProduct
 from app.models.sku_mapping import SkuMapping
+from app.models.stock_ledger import StockLedgerEntry
 from app.models.stock_level import MarketplaceStockLevel
+from app.models.stock_reservation import StockReservation
 from app.models.sync_log import MarketplaceSyncLog
 from app.models.webhook import MarketplaceWebhook
 
 __all__ = [
     "Base",
+    "InventorySku",
     "MarketplaceAlert",
     "MarketplaceConnectState",
     "MarketplaceConnection",
@@ -28,4 +32,6 @@ __all__ = [
     "MarketplaceSyncLog",
     "MarketplaceWebhook",
     "SkuMapping",
+    "StockLedgerEntry",
+    "StockReservation",
 ]

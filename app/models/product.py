@@ -11,6 +11,9 @@ from app.models.base import Base, TimestampMixin
 
 
 class MarketplaceProduct(TimestampMixin, Base):
+    """A product as the platform lists it; its sellable rows (variations) are listings in
+    `marketplace_stock_levels`."""
+
     __tablename__ = "marketplace_products"
     __table_args__ = (UniqueConstraint("connection_id", "external_product_id"),)
 
@@ -19,9 +22,11 @@ class MarketplaceProduct(TimestampMixin, Base):
         ForeignKey("marketplace_connections.id", ondelete="CASCADE")
     )
     user_id: Mapped[str] = mapped_column(String(128), index=True)
+    platform_code: Mapped[str | None] = mapped_column(String(32))
     external_product_id: Mapped[str] = mapped_column(String(128))
     name: Mapped[str] = mapped_column(String(512))
     status: Mapped[str] = mapped_column(String(64))
     currency: Mapped[str | None] = mapped_column(String(3))
+    image_url: Mapped[str | None] = mapped_column(String(2048))
     product_updated_at: Mapped[datetime | None]
     raw: Mapped[dict[str, Any]]

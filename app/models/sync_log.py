@@ -18,9 +18,11 @@ class MarketplaceSyncLog(Base):
     __table_args__ = (
         Index("ix_marketplace_sync_logs_connection_started", "connection_id", "started_at"),
         Index("ix_marketplace_sync_logs_user_started", "user_id", "started_at"),
+        # One running sync per connection and kind: a product sync never blocks an order sync.
         Index(
             "uq_marketplace_sync_logs_one_running",
             "connection_id",
+            "kind",
             unique=True,
             postgresql_where=text("status = 'running'"),
         ),
@@ -44,6 +46,9 @@ class MarketplaceSyncLog(Base):
     orders_unchanged: Mapped[int] = mapped_column(server_default="0")
     orders_failed: Mapped[int] = mapped_column(server_default="0")
     pages_done: Mapped[int] = mapped_column(server_default="0")
+    products_fetched: Mapped[int] = mapped_column(server_default="0")
+    products_created: Mapped[int] = mapped_column(server_default="0")
+    products_updated: Mapped[int] = mapped_column(server_default="0")
     error_message: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     # Where a resumed run starts: the range being synced and how far it is safely stored.

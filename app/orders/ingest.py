@@ -3,7 +3,8 @@
 Upserts are idempotent on (connection_id, external_order_id). An order is overwritten only by a
 newer platform update time, or by the same update time with different normalized content, so a
 replayed webhook or a late page never brings an older state back. Line items are replaced with
-their order in the same transaction."""
+their order in the same transaction, and so is the stock the written orders reserve or release
+(`app.inventory.reservations`): an order and its stock movement commit together or not at all."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.inventory.reservations import apply_orders
 from app.platforms.types import Address, NormalizedOrder
 
 
@@ -220,4 +222,11 @@ async def upsert_orders(
             items["external_product_id"].append(item.external_product_id)
     if items["order_id"]:
         await session.execute(_INSERT_ITEMS, items)
+    await apply_orders(
+        session,
+        [(order_id, latest[external_id]) for external_id, order_id in ids_by_external.items()],
+        connection_id=connection_id,
+        user_id=user_id,
+        platform_code=platform_code,
+    )
     return result

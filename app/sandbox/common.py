@@ -37,6 +37,8 @@ class Faults:
     fail_next_rate_limit: int = 0
     fail_next_server_error: int = 0
     expire_tokens_next: int = 0
+    # Stock pushes answer success but change nothing: what sellers are burned by.
+    ignore_stock_updates: bool = False
     # Calls per second the sandbox serves before answering "rate limited" (0: no limit).
     max_calls_per_second: float = 0.0
     seed: int = 0

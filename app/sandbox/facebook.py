@@ -890,7 +890,7 @@ class GraphApp:
         for entry in requests:
             data = entry.get("data") if isinstance(entry, dict) else None
             retailer_id = str(data.get("id")) if isinstance(data, dict) else ""
-            errors = self._apply_item(page, entry, upsert)
+            errors = self._apply_item(page, entry, upsert, self.state.faults.ignore_stock_updates)
             statuses.append({"retailer_id": retailer_id, "errors": errors, "warnings": []})
             if errors:
                 invalid.append(retailer_id)
@@ -907,7 +907,9 @@ class GraphApp:
         return {"handles": [handle], "validation_status": statuses}
 
     @staticmethod
-    def _apply_item(page: SandboxPage, entry: object, upsert: bool) -> list[dict[str, str]]:
+    def _apply_item(
+        page: SandboxPage, entry: object, upsert: bool, ignore: bool = False
+    ) -> list[dict[str, str]]:
         if not isinstance(entry, dict) or not isinstance(entry.get("data"), dict):
             return [{"message": "Each request needs method and data"}]
         if str(entry.get("method", "")).upper() != "UPDATE":
@@ -922,7 +924,10 @@ class GraphApp:
             return []
         if isinstance(quantity, bool) or not str(quantity).isdigit():
             return [{"message": "quantity_to_sell_on_facebook must be a whole number >= 0"}]
-        found[1].stock = int(str(quantity))
+        if found[1].sku in page.shop.campaign_locked:
+            return [{"message": "Inventory can't be changed while the item is in a promotion"}]
+        if not ignore:
+            found[1].stock = int(str(quantity))
         return []
 
     def _batch_status(self, ctx: GraphContext, page: SandboxPage) -> dict[str, Any]:

@@ -629,10 +629,14 @@ class LazadaSandbox:
             raise ApiError("InvalidParameter", "payload must hold 1 to 50 Sku elements")
         changes: list[tuple[tuple[SeedProduct, SeedVariation], int]] = []
         detail: list[dict[str, Any]] = []
+        locked: list[dict[str, Any]] = []
         for node in skus:
             seller_sku = (node.findtext("SellerSku") or "").strip()
             found = lz.shop.variation_by_sku(seller_sku)
-            quantity = (node.findtext("Quantity") or "").strip()
+            # The sellable-quantity element, or the older total-quantity one.
+            quantity = (
+                node.findtext("SellableQuantity") or node.findtext("Quantity") or ""
+            ).strip()
             if found is None:
                 detail.append(
                     {
@@ -645,10 +649,23 @@ class LazadaSandbox:
                 detail.append(
                     {"field": "Quantity", "message": "QUANTITY_INVALID", "seller_sku": seller_sku}
                 )
+            elif seller_sku in lz.shop.campaign_locked:
+                locked.append(
+                    {
+                        "field": "SellableQuantity",
+                        "message": "negative sellable on channel inventory: stock is locked by "
+                        "a running campaign",
+                        "seller_sku": seller_sku,
+                    }
+                )
             else:
                 changes.append((found, int(quantity)))
         if detail:
             raise ApiError("500", "Update price quantity failed", detail=detail)
+        if locked:
+            raise ApiError("501", "negative sellable on channel inventory", detail=locked)
+        if self.faults.ignore_stock_updates:
+            return {}
         now = datetime.now(UTC).replace(microsecond=0)
         for (product, variation), stock in changes:
             variation.stock = stock

@@ -179,6 +179,8 @@ class SeededShop:
     _overrides: dict[int, SeedOrder] = field(default_factory=dict, repr=False)
     _by_update: list[tuple[datetime, int]] | None = field(default=None, repr=False)
     _products: list[SeedProduct] | None = field(default=None, repr=False)
+    # SKUs a running campaign holds: each sandbox refuses stock pushes to them in its words.
+    campaign_locked: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         # Marketplaces speak in whole seconds; so does the seeded shop.
@@ -335,6 +337,48 @@ class SeededShop:
         ]
 
     # --- changes over time ---------------------------------------------------------------
+
+    def place_order(
+        self, sku: str, quantity: int = 1, *, status: str = "pending", index_seed: int = 0
+    ) -> SeedOrder:
+        """A buyer orders `quantity` of `sku` now: a new order, and the shop's stock of that
+        variation falls by as much, as the marketplace itself does on a sale."""
+        found = self.variation_by_sku(sku)
+        if found is None:
+            raise KeyError(sku)
+        product, variation = found
+        index = self.order_count
+        template = self._generate(index + index_seed)
+        now = datetime.now(UTC).replace(microsecond=0)
+        order = replace(
+            template,
+            index=index,
+            order_id=self.order_id(index),
+            status=status,
+            created_at=now,
+            updated_at=now,
+            paid_at=None if template.is_cod else now,
+            items=[
+                SeedItem(
+                    line_id=self.order_id(index) * 10,
+                    product_id=product.product_id,
+                    variation_id=variation.variation_id,
+                    sku=variation.sku,
+                    name=product.name,
+                    variation=variation.name,
+                    quantity=quantity,
+                    unit_price=variation.price,
+                    discount=Decimal("0"),
+                )
+            ],
+        )
+        self.order_count += 1
+        self.end = max(self.end, now + timedelta(seconds=1))
+        self._overrides[index] = order
+        self._by_update = None
+        variation.stock = max(0, variation.stock - quantity)
+        product.updated_at = now
+        return order
 
     def touch(
         self, index: int, *, status: str | None = None, at: datetime | None = None

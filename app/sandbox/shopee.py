@@ -757,9 +757,12 @@ async def update_stock(state: ShopeeSandbox, call: Call) -> dict[str, Any]:
             reason = "Model_id is not found."
         elif total < 0:
             reason = "Stock should be larger than reserved stock."
+        elif variation.sku in shop.seeded.campaign_locked:
+            reason = "Item is in promotion, stock can not be edited during the promotion period."
         else:
-            variation.stock = total
-            product.updated_at = datetime.now(UTC).replace(microsecond=0)
+            if not state.faults.ignore_stock_updates:
+                variation.stock = total
+                product.updated_at = datetime.now(UTC).replace(microsecond=0)
             success.append({"model_id": model_id, "location_id": "", "stock": total})
             continue
         failure.append({"model_id": model_id, "failed_reason": reason})

@@ -19,6 +19,7 @@ async def running_for_connection(
     return await session.scalar(
         select(MarketplaceSyncLog).where(
             MarketplaceSyncLog.connection_id == connection_id,
+            MarketplaceSyncLog.kind == ORDERS,
             MarketplaceSyncLog.status == SyncStatus.RUNNING,
         )
     )
@@ -56,6 +57,10 @@ async def list_for_user(
     return rows.all(), int(total or 0)
 
 
+# Product syncs (app/products) share the log table under their own kind and manage their runs.
+ORDERS = "orders"
+
+
 def connection_lock_key(connection_id: uuid.UUID) -> int:
     """A stable 63-bit advisory-lock key for "a sync of this connection is executing"."""
     return int.from_bytes(connection_id.bytes[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF
@@ -75,6 +80,7 @@ async def stale_running(
     rows = await session.scalars(
         select(MarketplaceSyncLog)
         .where(
+            MarketplaceSyncLog.kind == ORDERS,
             MarketplaceSyncLog.status == SyncStatus.RUNNING,
             func.coalesce(MarketplaceSyncLog.heartbeat_at, MarketplaceSyncLog.started_at)
             < heartbeat_before,

@@ -19,6 +19,7 @@ class SyncRequest(CamelModel):
 class SyncSummary(CamelModel):
     sync_log_id: uuid.UUID
     connection_id: uuid.UUID
+    kind: str = Field(description="`orders`, or `products` for a product sync")
     status: SyncStatus
     trigger: SyncTrigger
     full: bool
@@ -27,6 +28,9 @@ class SyncSummary(CamelModel):
     orders_updated: int
     orders_unchanged: int
     orders_failed: int
+    products_fetched: int = 0
+    products_created: int = 0
+    products_updated: int = 0
     pages_done: int
     started_at: datetime
     finished_at: datetime | None

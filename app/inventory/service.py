@@ -1,0 +1,258 @@
+"""The inventory API: master SKUs with their listings, setting figures and rules, links, and
+the ledger. Writes lock the master SKU row, as reservations do."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import defaultdict
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import NotFoundError
+from app.inventory import ledger
+from app.inventory.outbox import take_jobs
+from app.inventory.requests import request_listing_pushes, request_pushes
+from app.inventory.rules import Balance, sellable_quantity
+from app.inventory.schemas import (
+    CursorPagination,
+    InventoryListing,
+    InventoryPage,
+    InventoryRow,
+    InventoryUpdate,
+    LedgerEntryOut,
+    LedgerKind,
+    LedgerPage,
+    PushStatus,
+    SkuMappingUpdate,
+)
+from app.models import InventorySku, MarketplaceStockLevel, SkuMapping, StockLedgerEntry
+from app.orders.service import invalid
+from app.uow import UnitOfWork
+
+
+def _encode(key: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps([1, key]).encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> int:
+    try:
+        version, key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if version != 1 or type(key) is not int or not 0 <= key < 2**63:
+            raise ValueError("bad cursor")
+    except (ValueError, TypeError) as exc:
+        raise invalid("cursor", "Malformed cursor; pass nextCursor from a previous page") from exc
+    return int(key)
+
+
+def send_after_commit(uow: UnitOfWork) -> None:
+    """Hand the push jobs queued on the session to the unit of work, which sends them after
+    its commit (and answers 503 when the queue is down, as every job-starting endpoint)."""
+    for job in take_jobs(uow.session):
+        uow.enqueue_after_commit(job.function, *job.args, job_id=job.job_id)
+
+
+async def _rows(session: AsyncSession, masters: list[InventorySku]) -> list[InventoryRow]:
+    listings: dict[int, list[InventoryListing]] = defaultdict(list)
+    if masters:
+        found = await session.execute(
+            select(SkuMapping.master_sku_id, MarketplaceStockLevel)
+            .join(MarketplaceStockLevel, MarketplaceStockLevel.id == SkuMapping.listing_id)
+            .where(SkuMapping.master_sku_id.in_([m.id for m in masters]))
+            .order_by(MarketplaceStockLevel.id)
+        )
+        for master_id, listing in found:
+            assert master_id is not None
+            listings[master_id].append(
+                InventoryListing(
+                    listing_id=listing.id,
+                    connection_id=listing.connection_id,
+                    platform_code=listing.platform_code,
+                    platform_stock=listing.quantity,
+                    pushed_stock=listing.pushed_stock,
+                    push_status=PushStatus(listing.push_status),
+                    last_push_at=listing.last_push_at,
+                    message=listing.push_message,
+                )
+            )
+    return [
+        InventoryRow(
+            sku=m.sku,
+            available=m.available,
+            reserved=m.reserved,
+            oversold=m.oversold,
+            buffer=m.buffer,
+            zero_below=m.zero_below,
+            max_quantity=m.max_quantity,
+            sellable=sellable_quantity(m.available, m.buffer, m.zero_below, m.max_quantity),
+            listings=listings[m.id],
+        )
+        for m in masters
+    ]
+
+
+async def _master(
+    session: AsyncSession, user_id: str, sku: str, *, for_update: bool = False
+) -> InventorySku:
+    query = select(InventorySku).where(InventorySku.user_id == user_id, InventorySku.sku == sku)
+    master = await session.scalar(query.with_for_update(key_share=True) if for_update else query)
+    if master is None:
+        raise NotFoundError("Master SKU not found")
+    return master
+
+
+async def list_inventory(
+    session: AsyncSession, user_id: str, *, q: str | None, limit: int, cursor: str | None
+) -> InventoryPage:
+    query = select(InventorySku).where(InventorySku.user_id == user_id)
+    if q:
+        escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(InventorySku.sku.ilike(f"%{escaped}%"))
+    if cursor is not None:
+        query = query.where(InventorySku.id > _decode(cursor))
+    masters = list((await session.scalars(query.order_by(InventorySku.id).limit(limit + 1))).all())
+    more = len(masters) > limit
+    masters = masters[:limit]
+    return InventoryPage(
+        data=await _rows(session, masters),
+        pagination=CursorPagination(
+            limit=limit, next_cursor=_encode(masters[-1].id) if more and masters else None
+        ),
+    )
+
+
+async def get_inventory(session: AsyncSession, user_id: str, sku: str) -> InventoryRow:
+    return (await _rows(session, [await _master(session, user_id, sku)]))[0]
+
+
+async def update_inventory(
+    uow: UnitOfWork, user_id: str, sku: str, body: InventoryUpdate
+) -> InventoryRow:
+    session = uow.session
+    given = body.model_fields_set
+    if "available" in given and body.available is None:
+        raise invalid("available", "available cannot be removed; send a number")
+    await session.execute(
+        insert(InventorySku)
+        .values(user_id=user_id, sku=sku, available=0)
+        .on_conflict_do_nothing(index_elements=["user_id", "sku"])
+    )
+    master = await _master(session, user_id, sku, for_update=True)
+    for name in ("buffer", "zero_below", "max_quantity"):
+        if name in given:
+            setattr(master, name, getattr(body, name))
+    if body.available is not None:
+        balance = Balance.of(body.available)
+        master.available, master.oversold = balance.available, balance.oversold
+        master.seller_set = True
+        await session.flush()
+        await ledger.append(
+            session,
+            [ledger.Entry(master.id, "set", body.available, master.available, message="set")],
+        )
+    await session.flush()
+    await request_pushes(session, [master.id])
+    send_after_commit(uow)
+    return (await _rows(session, [master]))[0]
+
+
+async def update_mapping(uow: UnitOfWork, user_id: str, body: SkuMappingUpdate) -> int:
+    """Link (or with `masterSku: null` unlink) a listing; a manual row outlives product syncs.
+    Returns the listing id."""
+    session = uow.session
+    listing = await session.scalar(
+        select(MarketplaceStockLevel).where(
+            MarketplaceStockLevel.id == body.listing_id, MarketplaceStockLevel.user_id == user_id
+        )
+    )
+    if listing is None:
+        raise NotFoundError("Listing not found")
+    master_id: int | None = None
+    if body.master_sku is not None:
+        await session.execute(
+            insert(InventorySku)
+            .values(user_id=user_id, sku=body.master_sku, available=0)
+            .on_conflict_do_nothing(index_elements=["user_id", "sku"])
+        )
+        master = await _master(session, user_id, body.master_sku, for_update=True)
+        master_id = master.id
+        others = await session.scalar(
+            select(SkuMapping.id).where(
+                SkuMapping.master_sku_id == master.id, SkuMapping.listing_id != listing.id
+            )
+        )
+        stock = max(0, listing.quantity or 0)
+        # A master SKU the seller never set starts from (or drops to) its listings' lowest.
+        if not master.seller_set and (others is None or stock < master.available):
+            balance = Balance.of(stock - master.oversold if others is not None else stock)
+            master.available, master.oversold = balance.available, balance.oversold
+            await session.flush()
+            await ledger.append(
+                session,
+                [
+                    ledger.Entry(
+                        master.id,
+                        "set",
+                        stock,
+                        master.available,
+                        connection_id=listing.connection_id,
+                        listing_id=listing.id,
+                        platform_code=listing.platform_code,
+                        message="lowest stock of the listings linked by hand",
+                    )
+                ],
+            )
+    statement = insert(SkuMapping).values(
+        user_id=user_id, listing_id=listing.id, master_sku_id=master_id, source="manual"
+    )
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["listing_id"],
+            set_={"master_sku_id": statement.excluded.master_sku_id, "source": "manual"},
+        )
+    )
+    if master_id is not None:
+        await request_listing_pushes(session, [listing.id])
+    else:
+        listing.push_status = PushStatus.OK
+        listing.push_message = None
+    await session.flush()
+    send_after_commit(uow)
+    return listing.id
+
+
+async def ledger_page(
+    session: AsyncSession, user_id: str, sku: str, *, limit: int, cursor: str | None
+) -> LedgerPage:
+    master = await _master(session, user_id, sku)
+    query = select(StockLedgerEntry).where(StockLedgerEntry.master_sku_id == master.id)
+    if cursor is not None:
+        query = query.where(StockLedgerEntry.id > _decode(cursor))
+    entries = list(
+        (await session.scalars(query.order_by(StockLedgerEntry.id).limit(limit + 1))).all()
+    )
+    more = len(entries) > limit
+    entries = entries[:limit]
+    return LedgerPage(
+        data=[
+            LedgerEntryOut(
+                id=e.id,
+                kind=LedgerKind(e.kind),
+                at=e.at,
+                quantity=e.quantity,
+                available_after=e.available_after,
+                oversold=e.oversold,
+                order_id=e.order_id,
+                connection_id=e.connection_id,
+                listing_id=e.listing_id,
+                platform_code=e.platform_code,
+                message=e.message,
+            )
+            for e in entries
+        ],
+        pagination=CursorPagination(
+            limit=limit, next_cursor=_encode(entries[-1].id) if more and entries else None
+        ),
+    )
