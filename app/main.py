@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Literal
@@ -38,6 +39,7 @@ from app.orders.router import router as orders_router
 from app.platforms.registry import PlatformGateway
 from app.products.router import router as products_router
 from app.sync.router import router as sync_router
+from app.webhooks.intake import PushIntakeMiddleware
 from app.webhooks.router import router as webhooks_router
 
 
@@ -66,6 +68,10 @@ def create_app(
         app.state.redis = redis
         app.state.platform_gateway = PlatformGateway(settings, http_client=http)
         flusher = Flusher(redis).start()
+        # Start-up objects move to the permanent generation, so full garbage collections stop
+        # walking them (60-300 ms pauses were the webhook intake's p99 tail).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
@@ -107,6 +113,9 @@ def create_app(
             expose_headers=["X-Request-ID"],
         )
     app.add_middleware(RequestIdMiddleware)
+    # Push POSTs skip the rest of the stack (they keep the request id and answer their own
+    # errors and 1 MB cap): marketplaces want an answer within 500 ms, at high rates.
+    app.add_middleware(PushIntakeMiddleware)
     # Outermost: it times the whole stack and sees the status the client got.
     app.add_middleware(HttpMetricsMiddleware)
     app.include_router(connections_router)

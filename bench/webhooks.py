@@ -389,7 +389,7 @@ async def main(args: argparse.Namespace) -> None:
                 "-m",
                 "uvicorn",
                 "--factory",
-                "app.main:app_factory",
+                args.api_factory,
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -416,7 +416,7 @@ async def main(args: argparse.Namespace) -> None:
             f"       sent {api_result['sent']}, accepted {api_result['accepted']}, "
             f"stored {stored}, processed {counts.get('processed', 0)}, "
             f"failed {counts.get('failed', 0)}, left {counts.get('received', 0)} "
-            f"(worker drained in {seconds:.1f} s)"
+            f"(worker drained in {seconds:.1f} s, {stored / seconds:.0f} events/s)"
         )
     finally:
         for process in processes:
@@ -431,6 +431,11 @@ if __name__ == "__main__":
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS))
     parser.add_argument("--drain-timeout", type=float, default=600)
+    parser.add_argument(
+        "--api-factory",
+        default="app.main:app_factory",
+        help="uvicorn factory of the API under test (to measure a variant)",
+    )
     parser.add_argument("--serve-sandbox", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-floor", type=int, help=argparse.SUPPRESS)
     arguments = parser.parse_args()

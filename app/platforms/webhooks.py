@@ -7,6 +7,7 @@ after the signature held."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 from collections.abc import Mapping, Sequence
@@ -65,6 +66,8 @@ class PushRequest:
 
 class PushParser(Protocol):
     platform: PlatformCode
+    # The `event_type`s of ORDER events (the worker claims waiting ones together).
+    order_event_types: frozenset[str]
 
     def shop_ids(self, document: Any) -> list[str]:
         """The shops an unverified body names (nothing else is read before verification)."""
@@ -112,6 +115,7 @@ _PARSERS = {
 }
 
 
+@functools.cache
 def parser_for(platform: PlatformCode) -> PushParser:
     module_name, name = _PARSERS[platform].split(":")
     parser: PushParser = getattr(importlib.import_module(module_name), name)

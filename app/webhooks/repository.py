@@ -4,7 +4,7 @@ statements are plain SQL on indexed keys, the owners of a shop and one insert-if
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -110,6 +110,34 @@ async def lock_received(session: AsyncSession, webhook_id: int) -> MarketplaceWe
         .with_for_update(skip_locked=True)
     )
     return row
+
+
+async def lock_waiting_batch(
+    session: AsyncSession,
+    first: MarketplaceWebhook,
+    event_types: Collection[str],
+    limit: int,
+    *,
+    next_attempt_by: datetime,
+) -> list[MarketplaceWebhook]:
+    """Other events of `first`'s connection of the given types that wait and are due by
+    `next_attempt_by`, oldest first, row-locked; rows another job holds are left to it."""
+    if not event_types or limit <= 0 or first.connection_id is None:
+        return []
+    rows = await session.scalars(
+        select(MarketplaceWebhook)
+        .where(
+            MarketplaceWebhook.connection_id == first.connection_id,
+            MarketplaceWebhook.status == "received",
+            MarketplaceWebhook.id != first.id,
+            MarketplaceWebhook.event_type.in_(list(event_types)),
+            MarketplaceWebhook.next_attempt_at <= next_attempt_by,
+        )
+        .order_by(MarketplaceWebhook.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(rows)
 
 
 async def connection(

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
-from starlette.background import BackgroundTask
+from fastapi.routing import APIRoute
+from starlette.types import Receive, Scope, Send
 
 from app.auth import CurrentUser, ensure_same_user
 from app.errors import ForbiddenError
@@ -16,6 +17,7 @@ from app.platforms.types import PlatformCode
 from app.schemas import error_responses
 from app.uow import UowDep
 from app.webhooks import service
+from app.webhooks.intake import PUSH_PATHS, PUSH_URL, PushIntake, route_path
 from app.webhooks.schemas import (
     WebhookEventPage,
     WebhookEventResponse,
@@ -25,61 +27,12 @@ from app.webhooks.schemas import (
 
 router = APIRouter(tags=["webhooks"])
 
-PUSH_URL = "/api/webhooks/marketplace"
 _ACCEPTED: dict[int | str, dict[str, Any]] = {
     200: {"description": "Verified and stored (or a duplicate); empty body"}
 }
 _CHALLENGE: dict[int | str, dict[str, Any]] = {
     200: {"description": "The `hub.challenge` value", "content": {"text/plain": {}}},
 }
-
-
-async def read_capped(request: Request, limit: int) -> bytes:
-    """The body, refused past `limit` bytes without reading the rest."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise service.PushTooLarge()
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise service.PushTooLarge()
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _receiver(request: Request) -> service.Receiver:
-    state = request.app.state
-    receiver: service.Receiver | None = getattr(state, "webhook_receiver", None)
-    if (
-        receiver is None
-        or receiver.engine is not state.database.engine
-        or receiver.redis is not state.redis
-    ):
-        receiver = service.Receiver(
-            engine=state.database.engine,
-            cipher=state.cipher,
-            redis=state.redis,
-            public_base_url=state.settings.public_base_url,
-        )
-        state.webhook_receiver = receiver
-    return receiver
-
-
-async def _receive(request: Request, platform: PlatformCode | None) -> Response:
-    body = await read_capped(request, service.MAX_BODY_BYTES)
-    receiver = _receiver(request)
-    new_ids = await receiver.receive(
-        platform=platform,
-        path=request.url.path,
-        request_base_url=str(request.base_url),
-        headers=request.headers,
-        body=body,
-    )
-    # Queued after the answer is sent: the marketplace's clock does not wait on Redis, and an
-    # event that is not queued (Redis down) is already stored for the sweeper.
-    background = BackgroundTask(receiver.enqueue, new_ids) if new_ids else None
-    return Response(status_code=200, background=background)
 
 
 def _handshake(request: Request) -> PlainTextResponse:
@@ -99,25 +52,51 @@ def _handshake(request: Request) -> PlainTextResponse:
 PlatformPath = Annotated[PlatformCode, Path(alias="platformCode")]
 
 
-@router.post(
-    PUSH_URL,
-    response_class=Response,
-    responses={**_ACCEPTED, **error_responses(400, 401, 413)},
-)
-async def receive_push(request: Request) -> Response:
+class PushRoute(APIRoute):
+    """Documented like any route; its POSTs go straight to `PushIntake`, past FastAPI's
+    per-request machinery. Anything else (another method, a platform that does not exist)
+    gets FastAPI's own answer (405, 422)."""
+
+    intake = PushIntake()
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "POST" and route_path(scope) in PUSH_PATHS:
+            await self.intake(scope, receive, send)
+        else:
+            await super().handle(scope, receive, send)
+
+
+def _served_by_intake() -> Response:
+    raise AssertionError("PushRoute hands these requests to PushIntake")
+
+
+async def receive_push() -> Response:
     """A Shopee, Lazada or Meta push, told apart by its headers and body. Answers at once;
     the worker does the rest."""
-    return await _receive(request, None)
+    return _served_by_intake()
 
 
-@router.post(
+async def receive_platform_push(platform: PlatformPath) -> Response:
+    """A push of the platform named in the path."""
+    return _served_by_intake()
+
+
+router.add_api_route(
+    PUSH_URL,
+    receive_push,
+    methods=["POST"],
+    response_class=Response,
+    responses={**_ACCEPTED, **error_responses(400, 401, 413)},
+    route_class_override=PushRoute,
+)
+router.add_api_route(
     PUSH_URL + "/{platformCode}",
+    receive_platform_push,
+    methods=["POST"],
     response_class=Response,
     responses={**_ACCEPTED, **error_responses(400, 401, 413, 422)},
+    route_class_override=PushRoute,
 )
-async def receive_platform_push(request: Request, platform: PlatformPath) -> Response:
-    """A push of the platform named in the path."""
-    return await _receive(request, platform)
 
 
 @router.get(

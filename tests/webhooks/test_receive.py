@@ -261,3 +261,33 @@ async def test_the_event_is_kept_when_redis_is_down_and_the_sweeper_queues_it(
         await session.commit()
     assert await service.sweep(worker_context) == 1
     assert await queued_jobs() == 1
+
+
+async def test_the_outermost_intake_answers_as_the_routes_do(
+    api: httpx.AsyncClient,
+    settings: Any,
+    sandbox: RunningSandbox,
+    session_factory: async_sessionmaker[AsyncSession],
+    queued_jobs: Any,
+) -> None:
+    from app.main import create_app
+    from app.webhooks.intake import PushIntakeMiddleware
+
+    _, credentials = await connect_shop(api, sandbox, "shopee")
+    app = create_app(settings)
+    app.add_middleware(PushIntakeMiddleware)
+    body = sample_push("shopee", credentials)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://omni.test") as client:
+            accepted = await post(client, body, {**signed("shopee", credentials, body)})
+            refused = await post(client, body, {"X-Request-ID": "push-1"})
+            other = await client.get("/health")
+
+    assert (accepted.status_code, accepted.content) == (200, b"")
+    assert accepted.headers["x-request-id"]
+    assert refused.status_code == 401 and refused.headers["x-request-id"] == "push-1"
+    assert refused.json()["error"]["code"] == "webhook_unauthorized"
+    assert other.status_code == 200
+    assert len(await stored_events(session_factory)) == 1
+    assert await queued_jobs() == 1

@@ -43,6 +43,8 @@ def _entries(document: Any) -> list[dict[str, Any]]:
 
 class FacebookPushParser:
     platform: ClassVar[PlatformCode] = PlatformCode.FACEBOOK
+    # Meta pushes no orders (orders come from the sync).
+    order_event_types: ClassVar[frozenset[str]] = frozenset()
 
     def shop_ids(self, document: Any) -> list[str]:
         pages = (text_id(entry.get("id")) for entry in _entries(document))

@@ -35,6 +35,8 @@ _EVENT_TYPES: dict[int, tuple[str, EventKind]] = {
 
 class LazadaPushParser:
     platform: ClassVar[PlatformCode] = PlatformCode.LAZADA
+    # Event types that name an order (the worker reads those of one shop together).
+    order_event_types: ClassVar[frozenset[str]] = frozenset({"trade_order", "reverse_order"})
 
     def shop_ids(self, document: Any) -> list[str]:
         seller_id = text_id(document.get("seller_id")) if isinstance(document, dict) else None

@@ -50,6 +50,8 @@ _EVENT_TYPES: dict[int, tuple[str, EventKind]] = {
 
 class ShopeePushParser:
     platform: ClassVar[PlatformCode] = PlatformCode.SHOPEE
+    # Event types that name an order (the worker reads those of one shop together).
+    order_event_types: ClassVar[frozenset[str]] = frozenset({"order_status", "tracking_number"})
 
     def shop_ids(self, document: Any) -> list[str]:
         shop_id = text_id(document.get("shop_id")) if isinstance(document, dict) else None
@@ -73,14 +75,16 @@ class ShopeePushParser:
         data = data if isinstance(data, dict) else {}
         event_type, kind = _EVENT_TYPES.get(code, (f"code_{code}", EventKind.OTHER))
         order_sn = text_id(data.get("ordersn")) or text_id(data.get("order_sn"))
-        dedupe = f"{code}:{canonical_digest(document)}"
         orders: tuple[str, ...] = ()
+        dedupe = None
         if kind is EventKind.ORDER and order_sn:
             orders = (order_sn,)
             if code == 3:
                 dedupe = f"3:{order_sn}:{data.get('status')}:{data.get('update_time')}"
         elif kind is EventKind.ORDER:
             kind = EventKind.OTHER  # an order push that names no order: nothing to read
+        if dedupe is None:  # hashed only when the push has no identity of its own
+            dedupe = f"{code}:{canonical_digest(document)}"
         status, reason = None, None
         if code == 2:
             status = "reauth_required"
