@@ -467,6 +467,7 @@ class LazadaSandbox:
             "/seller/get": (self._seller_get, True),
             "/products/get": (self._products_get, True),
             "/product/price_quantity/update": (self._price_quantity_update, True),
+            "/product/stock/sellable/update": (self._price_quantity_update, True),
         }
 
     @property

@@ -460,7 +460,7 @@ class LazadaClient(MarketplaceClient):
                 return
 
     async def update_stock(self, updates: Sequence[StockUpdate]) -> list[StockResult]:
-        """`/product/price_quantity/update`, one XML payload per batch. A batch Lazada refuses
+        """UpdateSellableQuantity, one XML payload per batch. A batch Lazada refuses
         naming some SKUs in `detail` is resent without them (setting stock is idempotent)."""
         results: dict[int, StockResult] = {}
         indexed = list(enumerate(updates))
@@ -478,9 +478,7 @@ class LazadaClient(MarketplaceClient):
     ) -> None:
         try:
             await self._call(
-                "POST",
-                "/product/price_quantity/update",
-                {"payload": stock_payload([u for _, u in batch])},
+                "POST", SELLABLE_QUANTITY_UPDATE, {"payload": stock_payload([u for _, u in batch])}
             )
         except ReauthRequiredError:
             raise
@@ -563,9 +561,15 @@ def token_pair(payload: Mapping[str, Any]) -> TokenPair:
     )
 
 
+# UpdateSellableQuantity overwrites what the channel may still sell; UpdatePriceQuantity would
+# set the total, which also holds the units of open orders (reference §6, stock calls).
+SELLABLE_QUANTITY_UPDATE = "/product/stock/sellable/update"
+
+
 def stock_payload(updates: Sequence[StockUpdate]) -> str:
-    """The XML `payload` of `/product/price_quantity/update` (schema unconfirmed; this is the
-    documented-era shape: Request/Product/Skus/Sku with ItemId, SkuId, SellerSku, Quantity)."""
+    """The XML `payload` of UpdateSellableQuantity: Request/Product/Skus/Sku with ItemId,
+    SkuId, SellerSku and SellableQuantity (the element names are the reference's; the XML form
+    is the documented-era one, unconfirmed for this call)."""
     skus = []
     for update in updates:
         parts = []
@@ -574,6 +578,6 @@ def stock_payload(updates: Sequence[StockUpdate]) -> str:
         if update.external_variation_id:
             parts.append(f"<SkuId>{escape(update.external_variation_id)}</SkuId>")
         parts.append(f"<SellerSku>{escape(update.sku)}</SellerSku>")
-        parts.append(f"<Quantity>{int(update.quantity)}</Quantity>")
+        parts.append(f"<SellableQuantity>{int(update.quantity)}</SellableQuantity>")
         skus.append(f"<Sku>{''.join(parts)}</Sku>")
     return f"<Request><Product><Skus>{''.join(skus)}</Skus></Product></Request>"

@@ -229,18 +229,21 @@ async def test_refresh_goes_to_the_auth_host_without_an_access_token() -> None:
     assert pair.access_expires_at - datetime.now(UTC) > timedelta(days=29)
 
 
+SELLABLE_UPDATE = "/product/stock/sellable/update"
+
+
 @respx.mock
-async def test_update_stock_posts_xml_payloads_in_batches_of_twenty() -> None:
+async def test_update_stock_sets_the_sellable_quantity_in_batches_of_twenty() -> None:
     payloads: list[ElementTree.Element] = []
 
     def update(request: httpx.Request) -> httpx.Response:
-        assert_signed(request, "/product/price_quantity/update")
+        assert_signed(request, SELLABLE_UPDATE)
         payloads.append(
             ElementTree.fromstring(dict(parse_qsl(request.content.decode()))["payload"])
         )
         return ok()
 
-    respx.post(f"{API}/product/price_quantity/update").mock(side_effect=update)
+    respx.post(f"{API}{SELLABLE_UPDATE}").mock(side_effect=update)
     client, _ = make_client()
     updates = [
         StockUpdate(sku=f"SKU-{n}", quantity=n, external_product_id="77", external_variation_id="9")
@@ -250,7 +253,9 @@ async def test_update_stock_posts_xml_payloads_in_batches_of_twenty() -> None:
     assert [len(p.findall("./Product/Skus/Sku")) for p in payloads] == [20, 20, 5]
     first = payloads[0].find("./Product/Skus/Sku")
     assert first is not None
-    assert [first.findtext(t) for t in ("ItemId", "SkuId", "SellerSku", "Quantity")] == [
+    # The sellable quantity, not the total: the total also counts units of open orders.
+    assert first.find("Quantity") is None
+    assert [first.findtext(t) for t in ("ItemId", "SkuId", "SellerSku", "SellableQuantity")] == [
         "77",
         "9",
         "SKU-0",
@@ -280,7 +285,7 @@ async def test_update_stock_resends_a_batch_without_the_skus_lazada_names() -> N
             return httpx.Response(200, json=body)
         return ok()
 
-    respx.post(f"{API}/product/price_quantity/update").mock(side_effect=update)
+    respx.post(f"{API}{SELLABLE_UPDATE}").mock(side_effect=update)
     client, _ = make_client()
     results = await client.update_stock(
         [StockUpdate("A", 1), StockUpdate("BAD", 2), StockUpdate("C", 3)]
