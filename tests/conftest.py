@@ -4,6 +4,7 @@ sandbox marketplaces on a loopback port, and a clean state for every test."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -166,6 +167,15 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 async def clean(engine: AsyncEngine, redis_url: str) -> AsyncIterator[None]:
     async with engine.begin() as conn:
+        # A job cancelled mid-transaction by an earlier test's teardown must not hold locks
+        # that make this TRUNCATE wait forever.
+        await conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND state LIKE 'idle in transaction%'"
+            )
+        )
         tables = (
             await conn.execute(
                 text(
@@ -325,3 +335,25 @@ async def run_burst(settings: Settings) -> None:
         await worker.async_run()
     finally:
         await worker.close()
+
+
+@asynccontextmanager
+async def running_worker(settings: Settings, **options: Any) -> AsyncIterator[Any]:
+    """A real arq worker polling in this event loop until the block ends."""
+    from app.worker import create_worker
+
+    worker = create_worker(settings, handle_signals=False, **{"poll_delay": 0.02, **options})
+    task = asyncio.create_task(worker.async_run())
+    try:
+        yield worker
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        # A sync's log says `success` a moment before arq records the job as done: let that
+        # finish, or close() cancels it halfway and raises CancelledError.
+        running = [job for job in worker.tasks.values() if not job.done()]
+        if running:
+            await asyncio.wait(running, timeout=10)
+        # close() gathers the jobs it cancels (a cron job may have started meanwhile).
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker.close()

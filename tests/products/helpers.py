@@ -3,7 +3,6 @@ their jobs, shops connected in the sandboxes."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,7 +17,13 @@ from app.main import create_app
 from app.products import tasks as product_tasks
 from app.products.router import router as products_router
 from app.worker import FUNCTIONS, create_worker
-from tests.conftest import RunningSandbox, auth_headers, connection_body, create_sandbox_shop
+from tests.conftest import (
+    RunningSandbox,
+    auth_headers,
+    connection_body,
+    create_sandbox_shop,
+    running_worker,
+)
 
 STOCK_FUNCTIONS = [*FUNCTIONS, *product_tasks.FUNCTIONS, *inventory_tasks.FUNCTIONS]
 
@@ -41,16 +46,8 @@ async def stock_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 @asynccontextmanager
 async def stock_worker(settings: Settings) -> AsyncIterator[None]:
     """A real arq worker in this event loop running the sync, product and stock jobs."""
-    worker = create_worker(
-        settings, functions=STOCK_FUNCTIONS, cron_jobs=[], handle_signals=False, poll_delay=0.01
-    )
-    task = asyncio.create_task(worker.async_run())
-    try:
+    async with running_worker(settings, functions=STOCK_FUNCTIONS, cron_jobs=[], poll_delay=0.01):
         yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await worker.close()
 
 
 async def run_stock_burst(settings: Settings) -> None:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -8,29 +7,21 @@ import httpx
 import pytest
 
 from app.config import Settings
-from app.worker import create_worker
 from app.worker_context import WorkerContext
 from tests.conftest import (
     RunningSandbox,
     auth_headers,
     connection_body,
     create_sandbox_shop,
+    running_worker,
 )
 
 
 @pytest.fixture
 async def worker(settings: Settings, clean: None) -> AsyncIterator[None]:
     """A real arq worker in this event loop, polling the test Redis."""
-    arq_worker = create_worker(settings, handle_signals=False, poll_delay=0.02)
-    task = asyncio.create_task(arq_worker.async_run())
-    yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    # A job may still be recording its result (the log said success a moment before).
-    running = [job for job in arq_worker.tasks.values() if not job.done()]
-    if running:
-        await asyncio.wait(running, timeout=10)
-    await arq_worker.close()
+    async with running_worker(settings):
+        yield
 
 
 @pytest.fixture

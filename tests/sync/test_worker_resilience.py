@@ -27,7 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.jobs import redis_settings
 from app.models import MarketplaceConnection, MarketplaceOrder, MarketplaceSyncLog
-from app.worker import create_worker
 from tests.conftest import (
     ENCRYPTION_KEY,
     JWT_SECRET,
@@ -37,6 +36,7 @@ from tests.conftest import (
     free_port,
     make_settings,
     running_app,
+    running_worker,
 )
 from tests.sync.conftest import connect_shop, control, sync
 from tests.tcp_proxy import TcpProxy
@@ -107,19 +107,8 @@ def finished(log: MarketplaceSyncLog) -> bool:
 @asynccontextmanager
 async def in_process_worker(settings: Settings) -> AsyncIterator[None]:
     """A second, live worker in this event loop (as the `worker` fixture runs one)."""
-    arq_worker = create_worker(settings, handle_signals=False, poll_delay=0.05)
-    task = asyncio.create_task(arq_worker.async_run())
-    try:
+    async with running_worker(settings, poll_delay=0.05):
         yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        # A sync's log says `success` a moment before arq records the job as done: let that
-        # finish, or close() cancels it halfway and raises CancelledError.
-        running = [job for job in arq_worker.tasks.values() if not job.done()]
-        if running:
-            await asyncio.wait(running, timeout=10)
-        await arq_worker.close()
 
 
 @asynccontextmanager
