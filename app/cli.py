@@ -300,6 +300,33 @@ def cmd_rotate_keys(args: argparse.Namespace) -> None:
     print(f"Re-encrypted {count} connection(s) with the first key.")
 
 
+def cmd_archive(args: argparse.Namespace) -> None:
+    from app.db import Database
+    from app.orders.service import archive_finished_orders
+
+    settings = get_settings()
+    if settings.embedded:
+        _embedded_env_for_tools(settings)
+        settings = get_settings()
+    if not settings.database_url:
+        _fail("DATABASE_URL is not set")
+
+    async def archive() -> int:
+        database = Database(settings)
+        try:
+            return await archive_finished_orders(
+                database.sessionmaker, settings.order_archive_after_days
+            )
+        finally:
+            await database.dispose()
+
+    count = asyncio.run(archive())
+    print(
+        f"Archived {count} finished order(s) placed more than "
+        f"{settings.order_archive_after_days} days ago."
+    )
+
+
 def _embedded_env_for_tools(settings: Settings) -> None:
     """Point a one-off command at a running embedded instance's database."""
     from app.embedded import running_database_url
@@ -358,6 +385,8 @@ _SETTING_HELP = {
     "MARKETPLACE_MAX_ATTEMPTS": "attempts per marketplace call",
     "MARKETPLACE_MAX_WAIT": "longest wait a platform may ask for, seconds",
     "MARKETPLACE_TIMEOUT": "timeout of one marketplace call, seconds",
+    "ORDER_ARCHIVE_AFTER_DAYS": "finished orders placed longer ago are archived (hidden from "
+    "the order list by default)",
 }
 
 
@@ -513,6 +542,19 @@ def build_parser() -> argparse.ArgumentParser:
             ["DATABASE_URL", "REDIS_URL", "OMNI_DATA_DIR", "CREDENTIALS_ENCRYPTION_KEYS"]
         ),
     ).set_defaults(func=cmd_rotate_keys)
+
+    command(
+        "archive",
+        "archive old finished orders once",
+        "Archive finished orders (completed, delivered, cancelled, returned, failed) placed\n"
+        "more than ORDER_ARCHIVE_AFTER_DAYS ago, as the worker's daily job does: the order\n"
+        "list leaves them out unless includeArchived=true; order detail and analytics keep\n"
+        "them. Safe to run any number of times. In embedded mode it uses the database of the\n"
+        "`serve` running on OMNI_DATA_DIR.",
+        _environment_help(
+            ["DATABASE_URL", "REDIS_URL", "OMNI_DATA_DIR", "ORDER_ARCHIVE_AFTER_DAYS"]
+        ),
+    ).set_defaults(func=cmd_archive)
     return parser
 
 

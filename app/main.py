@@ -15,6 +15,7 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
+from app.analytics.router import router as analytics_router
 from app.auth import TokenVerifier
 from app.authorize.router import router as authorize_router
 from app.buyers.router import router as buyers_router
@@ -127,6 +128,7 @@ def create_app(
     app.include_router(authorize_router)
     app.include_router(products_router)
     app.include_router(inventory_router)
+    app.include_router(analytics_router)
 
     @app.get("/health", tags=["operations"])
     async def health() -> dict[str, str]:

@@ -20,6 +20,7 @@ from app.inventory import tasks as inventory_tasks
 from app.inventory.outbox import install_job_sender
 from app.jobs import redis_settings
 from app.metrics.service import Flusher
+from app.orders import tasks as order_tasks
 from app.products import tasks as product_tasks
 from app.sync.tasks import (
     reconcile_all,
@@ -45,6 +46,7 @@ FUNCTIONS: list[Any] = [
     *buyer_tasks.FUNCTIONS,
     *product_tasks.FUNCTIONS,
     *inventory_tasks.FUNCTIONS,
+    *order_tasks.FUNCTIONS,
 ]
 CRON_JOBS = [
     cron(arq_job(schedule_due_syncs), second={5, 20, 35, 50}, unique=True),
@@ -56,6 +58,7 @@ CRON_JOBS = [
     *buyer_tasks.CRON_JOBS,
     *product_tasks.CRON_JOBS,
     *inventory_tasks.CRON_JOBS,
+    *order_tasks.CRON_JOBS,
 ]
 
 

@@ -10,7 +10,16 @@ import pytest
 from app.cli import build_parser, main
 from app.config import ClientTuning, Settings
 
-COMMANDS = ["serve", "worker", "migrate", "token", "sandbox", "openapi", "rotate-keys"]
+COMMANDS = [
+    "serve",
+    "worker",
+    "migrate",
+    "token",
+    "sandbox",
+    "openapi",
+    "rotate-keys",
+    "archive",
+]
 
 
 def _help(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
@@ -96,6 +105,7 @@ def test_serve_and_worker_help_list_every_setting_with_its_default(
         ("migrate", ["DATABASE_URL"]),
         ("token", ["AUTH_JWT_SECRET", "AUTH_JWT_PUBLIC_KEY", "OMNI_DATA_DIR"]),
         ("rotate-keys", ["DATABASE_URL", "CREDENTIALS_ENCRYPTION_KEYS", "OMNI_DATA_DIR"]),
+        ("archive", ["DATABASE_URL", "OMNI_DATA_DIR", "ORDER_ARCHIVE_AFTER_DAYS"]),
     ],
 )
 def test_tool_help_lists_the_environment_it_reads(

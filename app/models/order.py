@@ -18,6 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, TimestampMixin
+from app.models.webhook import MarketplaceWebhook
 
 # An order still holding buyer data: never erased, or filled again by a newer platform version
 # after its erasure. The retention job's partial index has exactly this predicate.
@@ -28,6 +29,23 @@ HOLDS_BUYER_DATA_SQL = (
 # buyer_phone_key(text) is an SQL function of migration 0005: one key per Thai number whatever
 # the prefix (+66812345678, 66812345678, 0812345678), for the buyer export.
 PHONE_KEY_SQL = "buyer_phone_key(buyer_phone)"
+
+
+def counted_at_sql(alias: str | None = None) -> str:
+    """The instant an order counts in analytics: cash on delivery when placed, prepaid when
+    paid (or when placed, where the platform gives no payment time). order_counted_at() is an
+    SQL function of migration 0009, so the expression index and the analytics queries share
+    one short text."""
+    prefix = f"{alias}." if alias else ""
+    return f"order_counted_at({prefix}is_cod, {prefix}paid_at, {prefix}order_created_at)"
+
+
+COUNTED_AT_SQL = counted_at_sql()
+# Statuses after which an order no longer changes; these are archived once old enough.
+FINISHED_STATUSES = ("completed", "delivered", "cancelled", "returned", "failed")
+ARCHIVE_DUE_SQL = "archived_at IS NULL AND status IN ({})".format(
+    ", ".join(f"'{status}'" for status in FINISHED_STATUSES)
+)
 
 
 class MarketplaceOrder(TimestampMixin, Base):
@@ -56,6 +74,21 @@ class MarketplaceOrder(TimestampMixin, Base):
             "ix_marketplace_orders_buyer_data_by_created",
             "order_created_at",
             postgresql_where=text(HOLDS_BUYER_DATA_SQL),
+        ),
+        Index("ix_marketplace_orders_user_counted", "user_id", text(COUNTED_AT_SQL)),
+        # The order list without archived orders (its default): page and count in one index.
+        Index(
+            "ix_marketplace_orders_user_created_live",
+            "user_id",
+            "order_created_at",
+            "id",
+            postgresql_where=text("archived_at IS NULL"),
+        ),
+        # The archive job's queue: finished orders not archived yet, oldest first.
+        Index(
+            "ix_marketplace_orders_archive_due",
+            "order_created_at",
+            postgresql_where=text(ARCHIVE_DUE_SQL),
         ),
     )
 
@@ -87,3 +120,15 @@ class MarketplaceOrder(TimestampMixin, Base):
     content_hash: Mapped[bytes] = mapped_column(LargeBinary(16))
     # Set when the buyer fields (and their copies in `raw`) were erased; the order stays.
     buyer_erased_at: Mapped[datetime | None]
+    # Set by the archive job: left out of the order list by default, kept everywhere else.
+    archived_at: Mapped[datetime | None]
+
+
+# Analytics asks each connection for its last processed push; declared here because the
+# analytics queries (over orders) own it, as webhook.py declares its connections index.
+Index(
+    "ix_marketplace_webhooks_connection_processed",
+    MarketplaceWebhook.connection_id,
+    MarketplaceWebhook.processed_at,
+    postgresql_where=text("status = 'processed'"),
+)

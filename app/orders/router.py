@@ -82,13 +82,23 @@ async def list_orders(
             "they are masked (phone: last 4 digits) to protect buyer data (Thailand's PDPA)",
         ),
     ] = False,
+    include_archived: Annotated[
+        bool,
+        Query(
+            alias="includeArchived",
+            description="true lists archived orders too (finished orders older than "
+            "ORDER_ARCHIVE_AFTER_DAYS, left out by default)",
+        ),
+    ] = False,
 ) -> Response:
     """Orders of every connection of the user, newest first, in one shape: money as decimal
     strings, times in UTC, line items included (the raw payload is on the detail endpoint).
 
     Page with `offset` (as documented) or, fast at any depth and stable while new orders
     arrive, with `cursor` = the previous page's `nextCursor`. `pagination.total` counts every
-    order matching the filters; `includeTotal=false` skips that count for very large shops."""
+    order matching the filters; `includeTotal=false` skips that count for very large shops.
+    Archived orders (finished and older than ORDER_ARCHIVE_AFTER_DAYS) are left out unless
+    `includeArchived=true`; order detail always shows them."""
     params = service.list_params(
         ensure_same_user(user, user_id),
         platform_code=platform_code,
@@ -103,6 +113,7 @@ async def list_orders(
         cursor=cursor,
         include_total=include_total,
         include_buyer=include_buyer,
+        include_archived=include_archived,
     )
     return Response(await service.list_orders(uow.session, params), media_type=_JSON)
 

@@ -94,6 +94,11 @@ class OrderOut(CamelModel):
         description="When the buyer's name, contact details and address were erased (retention "
         "or a disconnect with eraseBuyerData); null while they are kept"
     )
+    archived_at: datetime | None = Field(
+        description="When the order was archived (finished and older than "
+        "ORDER_ARCHIVE_AFTER_DAYS): left out of the order list unless includeArchived=true, "
+        "still in order detail and analytics; null while it is not archived"
+    )
     items: list[OrderItemOut]
 
     @model_validator(mode="after")

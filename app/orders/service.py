@@ -5,16 +5,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydantic.alias_generators import to_camel
 from pydantic_core import from_json, to_json
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import FieldProblem, NotFoundError, ValidationFailed
 from app.money import format_amount
@@ -23,7 +24,11 @@ from app.orders.repository import OrderFilter, PageRequest
 from app.orders.schemas import AddressOut, OrderSort
 from app.platforms.types import OrderStatus, PlatformCode
 
+logger = logging.getLogger("app.orders")
+
 _CURSOR_VERSION = 1
+# Orders archived per transaction: short row locks beside running syncs, progress kept.
+ARCHIVE_BATCH = 1000
 _STATUSES = {s.value for s in OrderStatus}
 
 
@@ -145,6 +150,7 @@ def list_params(
     cursor: str | None,
     include_total: bool,
     include_buyer: bool = False,
+    include_archived: bool = False,
 ) -> ListParams:
     """The checks FastAPI's parameter types cannot express, each a 422 naming its parameter."""
     start, end = as_utc(created_from, "createdFrom"), as_utc(created_to, "createdTo")
@@ -161,6 +167,7 @@ def list_params(
             created_from=start,
             created_to=end,
             q=clean_search(q),
+            include_archived=include_archived,
         ),
         sort=sort,
         limit=limit,
@@ -257,6 +264,7 @@ def _order(row: Any) -> dict[str, Any]:
         "paidAt": row["paid_at"],
         "syncedAt": row["updated_at"],
         "buyerErasedAt": row["buyer_erased_at"],
+        "archivedAt": row["archived_at"],
         # Each item is a text array in the element order of repository.ITEMS.
         "items": [
             {
@@ -320,3 +328,26 @@ async def get_order(session: AsyncSession, user_id: str, order_id: int) -> bytes
     if row is None:
         raise NotFoundError("Order not found")
     return to_json({"data": {**render_order(row), "raw": from_json(row["raw"])}})
+
+
+async def archive_finished_orders(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    after_days: int,
+    *,
+    now: datetime | None = None,
+    batch_size: int = ARCHIVE_BATCH,
+) -> int:
+    """Archive finished orders (completed, delivered, cancelled, returned, failed) placed more
+    than `after_days` ago: only `archived_at` is set, nothing else changes. Each batch commits
+    on its own; a second run finds nothing left to do."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=after_days)
+    archived = 0
+    while True:
+        async with sessionmaker() as session, session.begin():
+            done = await repository.archive_batch(session, cutoff, batch_size)
+        archived += done
+        if done < batch_size:
+            break
+    if archived:
+        logger.info("orders archived", extra={"orders": archived, "after_days": after_days})
+    return archived

@@ -151,6 +151,7 @@ async def test_list_returns_the_unified_shape_with_items_and_no_raw(
         "updatedAt": "2024-03-01T13:00:00Z",
         "paidAt": "2024-03-01T12:05:00Z",
         "buyerErasedAt": None,
+        "archivedAt": None,
         "items": [
             {
                 "sku": "RC-1",
