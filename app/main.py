@@ -32,6 +32,7 @@ from app.errors import (
 from app.inventory.outbox import install_job_sender
 from app.inventory.router import router as inventory_router
 from app.jobs import lazy_redis
+from app.live.router import router as live_router
 from app.logging import RequestIdMiddleware, configure_logging
 from app.metrics.middleware import HttpMetricsMiddleware
 from app.metrics.router import router as metrics_router
@@ -129,6 +130,7 @@ def create_app(
     app.include_router(products_router)
     app.include_router(inventory_router)
     app.include_router(analytics_router)
+    app.include_router(live_router)
 
     @app.get("/health", tags=["operations"])
     async def health() -> dict[str, str]:

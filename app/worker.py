@@ -19,6 +19,7 @@ from app.connections.tasks import verify_all_connections, verify_connection
 from app.inventory import tasks as inventory_tasks
 from app.inventory.outbox import install_job_sender
 from app.jobs import redis_settings
+from app.live import tasks as live_tasks
 from app.metrics.service import Flusher
 from app.orders import tasks as order_tasks
 from app.products import tasks as product_tasks
@@ -47,6 +48,7 @@ FUNCTIONS: list[Any] = [
     *product_tasks.FUNCTIONS,
     *inventory_tasks.FUNCTIONS,
     *order_tasks.FUNCTIONS,
+    *live_tasks.FUNCTIONS,
 ]
 CRON_JOBS = [
     cron(arq_job(schedule_due_syncs), second={5, 20, 35, 50}, unique=True),
@@ -59,6 +61,7 @@ CRON_JOBS = [
     *product_tasks.CRON_JOBS,
     *inventory_tasks.CRON_JOBS,
     *order_tasks.CRON_JOBS,
+    *live_tasks.CRON_JOBS,
 ]
 
 

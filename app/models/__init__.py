@@ -6,11 +6,18 @@ from app.models.connect_state import MarketplaceConnectState
 from app.models.connection import MarketplaceConnection
 from app.models.failed_order import MarketplaceFailedOrder
 from app.models.inventory_sku import InventorySku
+from app.models.live_comment import LiveComment
+from app.models.live_session import LiveSession
+from app.models.live_session_product import LiveSessionProduct
+from app.models.messenger_thread import MessengerThread
 from app.models.order import MarketplaceOrder
 from app.models.order_item import MarketplaceOrderItem
 from app.models.platform import MarketplacePlatform
 from app.models.product import MarketplaceProduct
 from app.models.sku_mapping import SkuMapping
+from app.models.social_order import SocialOrder
+from app.models.social_order_line import SocialOrderLine
+from app.models.social_reply import SocialReply
 from app.models.stock_ledger import StockLedgerEntry
 from app.models.stock_level import MarketplaceStockLevel
 from app.models.stock_reservation import StockReservation
@@ -20,6 +27,9 @@ from app.models.webhook import MarketplaceWebhook
 __all__ = [
     "Base",
     "InventorySku",
+    "LiveComment",
+    "LiveSession",
+    "LiveSessionProduct",
     "MarketplaceAlert",
     "MarketplaceConnectState",
     "MarketplaceConnection",
@@ -31,7 +41,11 @@ __all__ = [
     "MarketplaceStockLevel",
     "MarketplaceSyncLog",
     "MarketplaceWebhook",
+    "MessengerThread",
     "SkuMapping",
+    "SocialOrder",
+    "SocialOrderLine",
+    "SocialReply",
     "StockLedgerEntry",
     "StockReservation",
 ]

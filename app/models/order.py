@@ -122,6 +122,11 @@ class MarketplaceOrder(TimestampMixin, Base):
     buyer_erased_at: Mapped[datetime | None]
     # Set by the archive job: left out of the order list by default, kept everywhere else.
     archived_at: Mapped[datetime | None]
+    # Facebook social orders (migration 0010): `live` (CF comments) and `messenger` (carts)
+    # are owned by this service (app/live); `marketplace` orders are read from a platform.
+    # buyer_external_id is the commenter's or sender's Page-scoped id.
+    channel: Mapped[str] = mapped_column(String(16), server_default="marketplace")
+    buyer_external_id: Mapped[str | None] = mapped_column(String(128))
 
 
 # Analytics asks each connection for its last processed push; declared here because the

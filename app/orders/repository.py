@@ -47,11 +47,16 @@ ORDER_COLUMNS = """o.id, o.connection_id::text AS connection_id, o.platform_code
     o.shipping_address::text AS shipping_address, o.currency, o.subtotal::text AS subtotal,
     o.shipping_fee::text AS shipping_fee, o.discount::text AS discount, o.total::text AS total,
     o.payment_method, o.is_cod, o.order_created_at, o.order_updated_at, o.paid_at,
-    o.updated_at, o.buyer_erased_at, o.archived_at"""
+    o.updated_at, o.buyer_erased_at, o.archived_at, o.channel, o.buyer_external_id"""
 # One index probe per order of the page, inside the statement (no N+1 round trips).
 ITEMS = """ARRAY(SELECT ARRAY[i.sku, i.name, i.variation, i.quantity::text, i.unit_price::text,
                        i.discount::text, i.external_item_id, i.external_product_id]
       FROM marketplace_order_items i WHERE i.order_id = {order}.id ORDER BY i.line_no)"""
+
+# Live and Messenger lines waiting for stock (app/live), in queue order; none for the rest.
+WAITLIST = """ARRAY(SELECT ARRAY[l.sku, l.name, l.code, (l.requested - l.reserved)::text]
+      FROM social_order_lines l WHERE l.order_id = {order}.id AND l.active
+      AND l.requested > l.reserved ORDER BY l.sort_at, l.sort_key, l.id)"""
 
 # A search term shorter than this (in digits) matches too many phone numbers to be useful.
 MIN_PHONE_DIGITS = 4
@@ -170,7 +175,8 @@ def list_statement(flt: OrderFilter, page: PageRequest) -> tuple[str, list[Any]]
         source = f"marketplace_orders o WHERE {' AND '.join(where)} {order_by} {bounds}"
     # Items are read for the page's rows only, never for rows an OFFSET skips.
     sql = (
-        f"SELECT {total} AS total_count, p.*, {ITEMS.format(order='p')} AS items\n"
+        f"SELECT {total} AS total_count, p.*, {ITEMS.format(order='p')} AS items,\n"
+        f"       {WAITLIST.format(order='p')} AS waitlist\n"
         f"FROM (SELECT o.{column} AS sort_key, {ORDER_COLUMNS}\n      FROM {source}) AS p\n"
         f"ORDER BY p.sort_key {direction}, p.id {direction}"
     )
@@ -215,7 +221,8 @@ async def count(session: AsyncSession, flt: OrderFilter) -> int:
 
 async def get_for_user(session: AsyncSession, user_id: str, order_id: int) -> Any | None:
     sql = (
-        f"SELECT {ORDER_COLUMNS}, {ITEMS.format(order='o')} AS items, o.raw::text AS raw "
+        f"SELECT {ORDER_COLUMNS}, {ITEMS.format(order='o')} AS items, "
+        f"{WAITLIST.format(order='o')} AS waitlist, o.raw::text AS raw "
         "FROM marketplace_orders o "
         "WHERE o.id = $1 AND o.user_id = $2"
     )

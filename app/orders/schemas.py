@@ -64,6 +64,21 @@ class OrderItemOut(CamelModel):
     external_product_id: str | None
 
 
+class OrderChannel(StrEnum):
+    MARKETPLACE = "marketplace"
+    LIVE = "live"
+    MESSENGER = "messenger"
+
+
+class WaitlistLineOut(CamelModel):
+    """Units a live or Messenger line asked for that wait for stock (first come, first served)."""
+
+    sku: str | None
+    name: str
+    code: str | None = Field(description="The live code the buyer commented (null for Messenger)")
+    quantity: int
+
+
 class OrderOut(CamelModel):
     """In order lists `buyerPhone` (`******5678`), `buyerEmail` (`s****@example.com`) and the
     address's `phone`, `line1`, `line2` and `fullAddress` (`****`) are masked unless the
@@ -100,6 +115,18 @@ class OrderOut(CamelModel):
         "still in order detail and analytics; null while it is not archived"
     )
     items: list[OrderItemOut]
+    # Facebook social orders (app/live): this service owns their state.
+    channel: OrderChannel = Field(
+        OrderChannel.MARKETPLACE,
+        description="`live` (CF comments on a Facebook live), `messenger` (a Messenger cart) or "
+        "`marketplace` (read from the platform)",
+    )
+    buyer_external_id: str | None = Field(
+        None, description="The buyer's Page-scoped id (live and Messenger orders)"
+    )
+    waitlist: list[WaitlistLineOut] = Field(
+        default_factory=list, description="Live and Messenger lines waiting for stock"
+    )
 
     @model_validator(mode="after")
     def _amounts_in_minor_units(self) -> OrderOut:

@@ -265,6 +265,13 @@ def _order(row: Any) -> dict[str, Any]:
         "syncedAt": row["updated_at"],
         "buyerErasedAt": row["buyer_erased_at"],
         "archivedAt": row["archived_at"],
+        # Facebook social orders (app/live) have a channel, the buyer's id and waiting lines.
+        "channel": row["channel"],
+        "buyerExternalId": row["buyer_external_id"],
+        "waitlist": [
+            {"sku": sku, "name": name, "code": code, "quantity": int(quantity)}
+            for sku, name, code, quantity in row["waitlist"] or ()
+        ],
         # Each item is a text array in the element order of repository.ITEMS.
         "items": [
             {

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from app.sandbox import authorize, facebook, lazada, shopee
+from app.sandbox import authorize, facebook, facebook_live, lazada, shopee
 from app.sandbox.authorize import AuthorizeSandbox
 from app.sandbox.lazada import LazadaSandbox
 
@@ -29,8 +29,10 @@ class SandboxSet:
         default_factory=lambda: {c: LazadaSandbox() for c in LAZADA_ABROAD}
     )
     authorize: AuthorizeSandbox = field(init=False)
+    facebook_live: facebook_live.FacebookLiveSandbox = field(init=False)
 
     def __post_init__(self) -> None:
+        self.facebook_live = facebook_live.FacebookLiveSandbox(self.facebook)
         self.authorize = AuthorizeSandbox(
             shopee=self.shopee,
             facebook=self.facebook,
@@ -66,6 +68,8 @@ def build_app(sandboxes: SandboxSet) -> Starlette:
             Route("/", index),
             # Authorization pages first: they share the platforms' path prefixes.
             *authorize.routes(sandboxes.authorize),
+            # Live videos, Messenger and the Send API, before the Graph catch-all.
+            *facebook_live.routes(sandboxes.facebook_live),
             *(
                 Mount(f"/lazada/{country}", app=lazada.create_app(state))
                 for country, state in sandboxes.lazada_abroad.items()

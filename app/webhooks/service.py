@@ -31,6 +31,7 @@ from app.connections.credentials import DatabaseTokenStore, decrypt_credentials
 from app.connections.repository import mark_status, status_for_failure
 from app.crypto import CredentialCipher
 from app.errors import AppError, ConflictError, DatabaseUnavailable, NotFoundError
+from app.live.service import handle_page_event
 from app.metrics import service as metrics
 from app.models import MarketplaceConnection, MarketplaceWebhook
 from app.models.enums import ConnectionStatus
@@ -407,6 +408,12 @@ async def _apply(
         # The listing changed on the platform: the product sync re-reads it.
         await apply_product_push(session, connection.id, ())
         return WebhookStatus.PROCESSED, None
+    if event.kind is EventKind.SOCIAL and connection.platform_code == PlatformCode.FACEBOOK.value:
+        # Live CF comments and Messenger carts become orders (app/live), in this transaction.
+        outcome = await handle_page_event(session, connection.id, row.event_type, row.payload)
+        if outcome == WebhookStatus.PROCESSED:
+            return WebhookStatus.PROCESSED, None
+        return WebhookStatus.IGNORED, "No open live session or Messenger event to act on"
     return WebhookStatus.IGNORED, _IGNORED_NOTES[event.kind]
 
 

@@ -152,6 +152,9 @@ async def test_list_returns_the_unified_shape_with_items_and_no_raw(
         "paidAt": "2024-03-01T12:05:00Z",
         "buyerErasedAt": None,
         "archivedAt": None,
+        "channel": "marketplace",
+        "buyerExternalId": None,
+        "waitlist": [],
         "items": [
             {
                 "sku": "RC-1",

@@ -198,16 +198,22 @@ async def test_product_and_stock_pushes_start_a_product_sync(
 
 
 @pytest.mark.parametrize(
-    ("push", "event_type"),
-    [({"field": "feed"}, "feed"), ({"field": "messages"}, "messages")],
+    ("push", "event_type", "status"),
+    [
+        # A comment on a post with no live session is not an order.
+        ({"field": "feed"}, "feed", "ignored"),
+        # A buyer's message opens Meta's 24-hour window for replies (app/live).
+        ({"field": "messages"}, "messages", "processed"),
+    ],
 )
-async def test_page_events_are_stored_and_marked_ignored(
+async def test_page_events_go_to_live_selling(
     api: httpx.AsyncClient,
     sandbox: RunningSandbox,
     session_factory: async_sessionmaker[AsyncSession],
     worker_context: WorkerContext,
     push: dict[str, Any],
     event_type: str,
+    status: str,
 ) -> None:
     _, credentials = await connect_shop(api, sandbox, "facebook")
     await control(
@@ -216,9 +222,9 @@ async def test_page_events_are_stored_and_marked_ignored(
     [received] = await stored_events(session_factory)
     assert (received.event_type, received.status) == (event_type, "received")
 
-    assert await process_all(worker_context, session_factory) == ["ignored"]
+    assert await process_all(worker_context, session_factory) == [status]
     [event] = await stored_events(session_factory)
-    assert event.error_message and "not processed yet" in event.error_message
+    assert (event.error_message is not None) == (status == "ignored")
 
 
 async def test_a_failing_order_read_retries_then_fails_with_the_reason(

@@ -1,0 +1,71 @@
+"""Jobs of live selling: the reply sender per connection and its sweep."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from arq import Retry, cron, func
+
+from app.inventory.outbox import install_job_sender
+from app.live import replies, service
+from app.worker_context import JobContext, arq_job
+
+# A busy live or sender is retried this soon; the retries are many (each is one query).
+BUSY_RETRY_SECONDS = 0.05
+BUSY_TRIES = 400
+
+
+async def send_social_replies(ctx: JobContext, connection_id: str) -> int:
+    install_job_sender(ctx["redis"])
+    try:
+        return await replies.send_pending(ctx["app"], uuid.UUID(connection_id))
+    except replies.SenderBusy:
+        raise Retry(defer=BUSY_RETRY_SECONDS * 4) from None
+
+
+async def sweep_social_replies(ctx: JobContext) -> int:
+    """Cron: a reply job for every connection with replies waiting (one lost, or never sent
+    because the transaction that queued it ran where no job sender was installed)."""
+    install_job_sender(ctx["redis"])
+    due = await replies.due_connections(ctx["app"])
+    for connection_id in due:
+        await ctx["redis"].enqueue_job(
+            replies.REPLY_JOB, str(connection_id), _job_id=replies.job_id(connection_id)
+        )
+    return len(due)
+
+
+async def allocate_live_comments(ctx: JobContext, session_id: str) -> int:
+    """Place the pending comments of a live (queued by a webhook that found the live's
+    lock taken)."""
+    install_job_sender(ctx["redis"])
+    try:
+        return await service.allocate_session(ctx["app"].sessionmaker, uuid.UUID(session_id))
+    except service.LiveBusy:
+        raise Retry(defer=BUSY_RETRY_SECONDS) from None
+
+
+async def sweep_live_comments(ctx: JobContext) -> int:
+    """Cron: an allocation job for every live with comments left pending (a lost job)."""
+    async with ctx["app"].sessionmaker() as session:
+        due = await service.sessions_with_pending(session)
+    for session_id in due:
+        await ctx["redis"].enqueue_job(service.ALLOCATE_JOB, str(session_id))
+    return len(due)
+
+
+# keep_result=0: a finished run must not block the next one with the same (coalescing) id.
+FUNCTIONS: list[Any] = [
+    func(arq_job(send_social_replies), name=replies.REPLY_JOB, keep_result=0, max_tries=BUSY_TRIES),
+    func(
+        arq_job(allocate_live_comments),
+        name=service.ALLOCATE_JOB,
+        keep_result=0,
+        max_tries=BUSY_TRIES,
+    ),
+]
+CRON_JOBS: list[Any] = [
+    cron(arq_job(sweep_social_replies), second=set(range(2, 60, 5)), unique=True, timeout=60),
+    cron(arq_job(sweep_live_comments), second=set(range(4, 60, 5)), unique=True, timeout=60),
+]
