@@ -57,6 +57,21 @@ from app.uow import UnitOfWork
 __all__ = ["PlatformGateway"]  # app.main still imports it from here
 
 
+async def _save(session: AsyncSession, connection: MarketplaceConnection) -> None:
+    """Insert or update the connection; a concurrent request that connected the same shop
+    first wins, and this one answers 409 pointing at its connection."""
+    try:
+        async with session.begin_nested():
+            session.add(connection)
+            await session.flush()
+    except IntegrityError:
+        winner = await repository.find_by_shop(
+            session, connection.user_id, connection.platform_code, connection.shop_id
+        )
+        raise ConnectionExists(winner.id if winner else None) from None
+    await session.refresh(connection)
+
+
 def default_sync_interval(platform: PlatformCode) -> int:
     # Meta sends no order webhooks, so Facebook orders arrive only through the schedule.
     return 15 if platform is PlatformCode.FACEBOOK else 60
@@ -248,15 +263,7 @@ async def create_connection(
     )
     connection.next_sync_at = first_sync_at(connection, datetime.now(UTC))
     store_credentials(connection, credentials, cipher)
-    try:
-        async with session.begin_nested():
-            session.add(connection)
-            await session.flush()
-    except IntegrityError:
-        # A concurrent request connected the same shop first: point at its connection.
-        winner = await repository.find_by_shop(session, user_id, spec.code.value, shop_id)
-        raise ConnectionExists(winner.id if winner else None) from None
-    await session.refresh(connection)
+    await _save(session, connection)
     return connection
 
 
@@ -310,15 +317,7 @@ async def connect_authorized(
     connection.status = ConnectionStatus.ACTIVE
     connection.status_reason = None
     store_credentials(connection, credentials, cipher)
-    try:
-        async with session.begin_nested():
-            session.add(connection)
-            await session.flush()
-    except IntegrityError:
-        # A concurrent flow connected the same shop first: the seller sees that connection.
-        winner = await repository.find_by_shop(session, user_id, platform.value, shop_id)
-        raise ConnectionExists(winner.id if winner else None) from None
-    await session.refresh(connection)
+    await _save(session, connection)
     with contextlib.suppress(SyncAlreadyRunning):
         await start_sync(
             uow,
