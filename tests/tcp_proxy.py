@@ -22,6 +22,8 @@ class TcpProxy:
         self, target_host: str = "127.0.0.1", target_port: int = 6379, port: int | None = None
     ) -> None:
         self.target = (target_host, target_port)
+        # A unix-socket server (the embedded Redis): forwarded to from the loopback port.
+        self.target_path: str | None = None
         self.port = port or free_port()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -31,11 +33,18 @@ class TcpProxy:
     def to_url(cls, url: str) -> TcpProxy:
         """A proxy to the host and port of `url` (redis://, postgresql://, ...)."""
         parts = urlsplit(url)
+        if parts.scheme == "unix":
+            proxy = cls()
+            proxy.target_path = parts.path
+            return proxy
         return cls(parts.hostname or "127.0.0.1", parts.port or 6379)
 
     def url(self, url: str) -> str:
         """`url` with its host and port replaced by this proxy's (user, path and query kept)."""
         parts = urlsplit(url)
+        if parts.scheme == "unix":  # redis over a socket: the same database, over TCP
+            db = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p).get("db", "0")
+            return f"redis://127.0.0.1:{self.port}/{db}"
         credentials = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
         return urlunsplit(parts._replace(netloc=f"{credentials}127.0.0.1:{self.port}"))
 
@@ -74,7 +83,10 @@ class TcpProxy:
 
     async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
-            server_r, server_w = await asyncio.open_connection(*self.target)
+            if self.target_path is not None:
+                server_r, server_w = await asyncio.open_unix_connection(self.target_path)
+            else:
+                server_r, server_w = await asyncio.open_connection(*self.target)
         except OSError:
             client_w.transport.abort()
             return
