@@ -43,18 +43,24 @@ _MARK_LISTINGS_PENDING = text(
 COALESCE_BUCKETS_PER_SECOND = 20
 
 
-def push_job_id(connection_id: uuid.UUID | str) -> str:
-    return f"{PUSH_JOB}:{connection_id}:{int(time.time() * COALESCE_BUCKETS_PER_SECOND)}"
+def push_job_id(connection_id: uuid.UUID | str, at: float | None = None) -> str:
+    slot = int((time.time() if at is None else at) * COALESCE_BUCKETS_PER_SECOND)
+    return f"{PUSH_JOB}:{connection_id}:{slot}"
 
 
 def queue_push_jobs(session: AsyncSession, connection_ids: Collection[uuid.UUID]) -> None:
+    # The job starts after its time slot ends: a request later in the same slot (whose own
+    # job arq refuses, the id being taken) is then still read by it.
+    now = time.time()
+    slot_end = (int(now * COALESCE_BUCKETS_PER_SECOND) + 1) / COALESCE_BUCKETS_PER_SECOND
+    defer = PUSH_DEFER_SECONDS + (slot_end - now)
     for connection_id in connection_ids:
         defer_job(
             session,
             PUSH_JOB,
             str(connection_id),
-            job_id=push_job_id(connection_id),
-            defer_seconds=PUSH_DEFER_SECONDS,
+            job_id=push_job_id(connection_id, now),
+            defer_seconds=defer,
         )
 
 
