@@ -294,10 +294,16 @@ async def _sync_range(
             failures = [failure for page in drained.pages for failure in page.failures]
             # Everything updated before the batch's resume point was yielded, and the mark
             # never passes an update time that was actually stored.
-            resume_from = drained.pages[-1].resume_from
-            await _store(wc, target, orders, failures, progress, details, pages=len(drained.pages))
-            if progress.max_stored is not None:
-                await _advance_mark(wc, target, min(resume_from, progress.max_stored))
+            await _store(
+                wc,
+                target,
+                orders,
+                failures,
+                progress,
+                details,
+                pages=len(drained.pages),
+                resume_from=drained.pages[-1].resume_from,
+            )
             if drained.error is not None:
                 raise drained.error
             if drained.ended:
@@ -386,10 +392,11 @@ async def _store(
     *,
     pages: int = 0,
     retried: bool = False,
+    resume_from: datetime | None = None,
 ) -> None:
     """One transaction: the orders, the failures kept for retry (and the retried ones that
-    are now stored struck off), and the log's progress together, so a crash after it loses
-    nothing and a crash before it is simply redone."""
+    are now stored struck off), the log's progress and the high-water mark together, so a
+    crash after it loses nothing and a crash before it is simply redone."""
     async with wc.sessionmaker() as session:
         # Progress and data commit together and a lost commit is redone by the resume, so the
         # sync need not wait for each WAL flush.
@@ -409,15 +416,12 @@ async def _store(
         log = await session.get(MarketplaceSyncLog, target.sync_log_id)
         assert log is not None
         progress.write_to(log, details)
-        await session.commit()
-
-
-async def _advance_mark(wc: WorkerContext, target: RunTarget, mark: datetime) -> None:
-    async with wc.sessionmaker() as session:
-        await connections.advance_high_water_mark(session, target.connection_id, mark)
-        log = await session.get(MarketplaceSyncLog, target.sync_log_id)
-        assert log is not None
-        log.checkpoint = {**log.checkpoint, "resumeFrom": mark.isoformat()}
+        if resume_from is not None and progress.max_stored is not None:
+            # Everything updated before the batch's resume point was yielded, and the mark
+            # never passes an update time that was actually stored.
+            mark = min(resume_from, progress.max_stored)
+            await connections.advance_high_water_mark(session, target.connection_id, mark)
+            log.checkpoint = {**log.checkpoint, "resumeFrom": mark.isoformat()}
         await session.commit()
 
 
