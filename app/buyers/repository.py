@@ -14,12 +14,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.order import HOLDS_BUYER_DATA_SQL
-from app.orders.repository import ITEMS, ORDER_COLUMNS, fetch
+from app.orders.repository import ITEMS, ORDER_COLUMNS, WAITLIST, fetch
 
 # Same expression as the index on (user_id, buyer_phone_key(buyer_phone)), so the export is
 # one index probe; the parameter is normalized by the same SQL function as the stored phones.
 _ORDERS_OF_BUYER = (
-    f"SELECT {ORDER_COLUMNS}, {ITEMS.format(order='o')} AS items, o.raw::text AS raw "
+    f"SELECT {ORDER_COLUMNS}, {ITEMS.format(order='o')} AS items, "
+    f"{WAITLIST.format(order='o')} AS waitlist, o.raw::text AS raw "
     "FROM marketplace_orders o "
     "WHERE o.user_id = $1 AND buyer_phone_key(o.buyer_phone) = buyer_phone_key($2) "
     "ORDER BY o.order_created_at, o.id"
