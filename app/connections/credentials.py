@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,7 +17,13 @@ from app.errors import is_lock_timeout
 from app.models import MarketplaceConnection
 from app.platforms.base import RefreshFn, apply_token_pair
 from app.platforms.errors import TransientError
-from app.platforms.types import Credentials
+from app.platforms.http import EventSink, ignore_events
+from app.platforms.registry import build_client
+from app.platforms.types import Credentials, PlatformCode
+
+if TYPE_CHECKING:
+    from app.platforms.base import MarketplaceClient
+    from app.worker_context import WorkerContext
 
 
 def decrypt_credentials(connection: MarketplaceConnection, cipher: CredentialCipher) -> Credentials:
@@ -106,3 +113,23 @@ class DatabaseTokenStore:
             refreshed = apply_token_pair(current, pair)
             store_tokens(connection, refreshed, self.cipher)
             return refreshed
+
+
+def connection_client(
+    wc: WorkerContext, connection: MarketplaceConnection, *, events: EventSink = ignore_events
+) -> MarketplaceClient:
+    """The client a job uses for a connection: its decrypted credentials, the API host of the
+    seller's country, a token store that refreshes under the row lock, and the call budget
+    every process shares."""
+    credentials = decrypt_credentials(connection, wc.cipher)
+    platform = PlatformCode(connection.platform_code)
+    return build_client(
+        platform,
+        credentials,
+        wc.settings,
+        country=connection.country,
+        token_store=DatabaseTokenStore(wc.sessionmaker, wc.cipher, connection.id),
+        events=events,
+        http_client=wc.http,
+        limiter=wc.limiter_for(connection.id, platform=platform.value, app_key=credentials.api_key),
+    )

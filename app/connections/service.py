@@ -54,8 +54,6 @@ from app.platforms.types import Credentials, PlatformCode, ShopInfo
 from app.sync.service import first_sync_at, start_sync
 from app.uow import UnitOfWork
 
-__all__ = ["PlatformGateway"]  # app.main still imports it from here
-
 
 async def _save(session: AsyncSession, connection: MarketplaceConnection) -> None:
     """Insert or update the connection; a concurrent request that connected the same shop

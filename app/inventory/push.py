@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.connections.credentials import DatabaseTokenStore, decrypt_credentials
+from app.connections.credentials import connection_client
 from app.inventory import ledger
 from app.inventory.requests import PUSH_JOB, push_job_id
 from app.inventory.rules import sellable_quantity
@@ -25,7 +25,6 @@ from app.models import MarketplaceConnection
 from app.models.enums import ConnectionStatus
 from app.platforms.base import MarketplaceClient, StockResult
 from app.platforms.errors import MarketplaceError
-from app.platforms.registry import build_client
 from app.platforms.types import PlatformCode, StockUpdate
 from app.worker_context import WorkerContext
 
@@ -172,16 +171,8 @@ async def _push_locked(wc: WorkerContext, connection_id: uuid.UUID) -> int:
             ConnectionStatus.REAUTH_REQUIRED,
         ):
             return 0
-        credentials = decrypt_credentials(connection, wc.cipher)
         platform = PlatformCode(connection.platform_code)
-    client = build_client(
-        platform,
-        credentials,
-        wc.settings,
-        token_store=DatabaseTokenStore(wc.sessionmaker, wc.cipher, connection_id),
-        http_client=wc.http,
-        limiter=wc.limiter_for(connection_id),
-    )
+    client = connection_client(wc, connection)
     # Pending listings are picked up round after round (a sale during a push re-marks them);
     # a drifting or refused one is retried once per run at most, then by a deferred run.
     done: set[int] = set()

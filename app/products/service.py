@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.connections.credentials import DatabaseTokenStore, decrypt_credentials
+from app.connections.credentials import connection_client
 from app.errors import ConnectionDisconnected, NotFoundError, ReauthRequired, SyncAlreadyRunning
 from app.inventory import ledger
 from app.inventory.outbox import defer_job
@@ -39,7 +39,6 @@ from app.models.enums import ConnectionStatus, SyncStatus, SyncTrigger
 from app.money import format_amount
 from app.orders.service import invalid
 from app.platforms.errors import MarketplaceError
-from app.platforms.registry import build_client
 from app.platforms.types import NormalizedProduct, PlatformCode
 from app.products.schemas import ListingOut, ListingPage, ListingPagination, ProductSyncSummary
 from app.uow import UnitOfWork
@@ -408,16 +407,8 @@ async def run_product_sync(wc: WorkerContext, sync_log_id: uuid.UUID) -> str:
         connection = await session.get(MarketplaceConnection, log.connection_id)
         if connection is None:
             return "no connection"
-        credentials = decrypt_credentials(connection, wc.cipher)
         session.expunge(connection)
-    client = build_client(
-        PlatformCode(connection.platform_code),
-        credentials,
-        wc.settings,
-        token_store=DatabaseTokenStore(wc.sessionmaker, wc.cipher, connection.id),
-        http_client=wc.http,
-        limiter=wc.limiter_for(connection.id),
-    )
+    client = connection_client(wc, connection)
     counts = SyncCounts()
     error: str | None = None
     try:

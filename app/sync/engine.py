@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.alerts import service as alerts
 from app.config import Settings
 from app.connections import repository as connections
-from app.connections.credentials import DatabaseTokenStore, decrypt_credentials
+from app.connections.credentials import connection_client
 from app.errors import is_database_unavailable
 from app.logging import hide_statement_values
 from app.metrics import service as metrics
@@ -34,7 +34,6 @@ from app.models.enums import ConnectionStatus, SyncStatus, SyncTrigger
 from app.orders.ingest import IngestResult, upsert_orders
 from app.platforms.base import MarketplaceClient, OrderFailure, OrderPage
 from app.platforms.errors import MarketplaceError
-from app.platforms.registry import build_client
 from app.platforms.types import NormalizedOrder, PlatformCode
 from app.sync import repository
 from app.sync.repository import connection_lock_key
@@ -219,8 +218,6 @@ async def _run_locked(wc: WorkerContext, sync_log_id: uuid.UUID) -> str:
         log.checkpoint = {"from": since.isoformat(), "to": until.isoformat()}
         log.details = {**(log.details or {}), **details}
         await session.commit()
-        credentials = decrypt_credentials(connection, wc.cipher)
-        country = connection.country  # Lazada: the seller's country picks the API host
         target = RunTarget(
             sync_log_id,
             connection.id,
@@ -229,18 +226,7 @@ async def _run_locked(wc: WorkerContext, sync_log_id: uuid.UUID) -> str:
             log.trigger,
         )
 
-    client = build_client(
-        target.platform,
-        credentials,
-        wc.settings,
-        country=country,
-        token_store=DatabaseTokenStore(wc.sessionmaker, wc.cipher, target.connection_id),
-        events=progress.record_event,
-        http_client=wc.http,
-        limiter=wc.limiter_for(
-            target.connection_id, platform=target.platform.value, app_key=credentials.api_key
-        ),
-    )
+    client = connection_client(wc, connection, events=progress.record_event)
     try:
         await _sync_range(wc, client, target, since, until, progress, details)
         await _retry_failed_orders(wc, client, target, progress, details)

@@ -27,7 +27,7 @@ from arq.worker import Retry
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.alerts import service as alerts
-from app.connections.credentials import DatabaseTokenStore, decrypt_credentials
+from app.connections.credentials import connection_client
 from app.connections.repository import mark_status, status_for_failure
 from app.crypto import CredentialCipher
 from app.errors import AppError, ConflictError, DatabaseUnavailable, NotFoundError
@@ -39,7 +39,6 @@ from app.orders.ingest import upsert_orders
 from app.orders.service import invalid
 from app.platforms.errors import MarketplaceError
 from app.platforms.http import PlatformTransport
-from app.platforms.registry import build_client
 from app.platforms.shopee.webhooks import confirm_lost_push_messages, get_lost_push_messages
 from app.platforms.types import NormalizedOrder, PlatformCode
 from app.platforms.webhooks import (
@@ -328,17 +327,7 @@ _IGNORED_NOTES = {
 async def _read_orders(
     wc: WorkerContext, connection: MarketplaceConnection, order_ids: Sequence[str]
 ) -> list[NormalizedOrder]:
-    platform = PlatformCode(connection.platform_code)
-    credentials = decrypt_credentials(connection, wc.cipher)
-    client = build_client(
-        platform,
-        credentials,
-        wc.settings,
-        country=connection.country,
-        token_store=DatabaseTokenStore(wc.sessionmaker, wc.cipher, connection.id),
-        http_client=wc.http,
-        limiter=wc.limiter_for(connection.id, platform=platform.value, app_key=credentials.api_key),
-    )
+    client = connection_client(wc, connection)
     try:
         return await client.get_orders(list(order_ids))
     finally:
