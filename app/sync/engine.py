@@ -107,6 +107,16 @@ class Progress:
         if latest is not None and (self.max_stored is None or latest > self.max_stored):
             self.max_stored = latest
 
+    def mark(self, until: datetime, resume_from: datetime | None = None) -> datetime | None:
+        """Where the high-water mark may move: never past an update time that was stored,
+        nor past the window's end. An order read after the window closed (changed between
+        the list and the detail call, re-read by id, or from a platform whose clock runs
+        ahead) may carry a later time, and a mark there would skip the orders changed in
+        between by every later window."""
+        if self.max_stored is None:
+            return None
+        return min(self.max_stored, until, resume_from or until)
+
     def write_to(self, log: MarketplaceSyncLog, details: dict[str, Any]) -> None:
         log.orders_fetched = self.fetched
         log.orders_created = self.result.created
@@ -127,6 +137,7 @@ class RunTarget:
     user_id: str
     platform: PlatformCode
     trigger: str
+    until: datetime  # the window's end: the high-water mark never passes it
 
 
 def sync_range(
@@ -224,6 +235,7 @@ async def _run_locked(wc: WorkerContext, sync_log_id: uuid.UUID) -> str:
             connection.user_id,
             PlatformCode(connection.platform_code),
             log.trigger,
+            until,
         )
 
     client = connection_client(wc, connection, events=progress.record_event)
@@ -402,10 +414,9 @@ async def _store(
         log = await session.get(MarketplaceSyncLog, target.sync_log_id)
         assert log is not None
         progress.write_to(log, details)
-        if resume_from is not None and progress.max_stored is not None:
-            # Everything updated before the batch's resume point was yielded, and the mark
-            # never passes an update time that was actually stored.
-            mark = min(resume_from, progress.max_stored)
+        mark = progress.mark(target.until, resume_from) if resume_from is not None else None
+        if mark is not None:
+            # Everything updated before the batch's resume point was yielded.
             await connections.advance_high_water_mark(session, target.connection_id, mark)
             log.checkpoint = {**log.checkpoint, "resumeFrom": mark.isoformat()}
         await session.commit()
@@ -470,12 +481,11 @@ async def _finish(
                         "updated": progress.result.updated,
                     },
                 }
-            if progress.max_stored is not None:
+            mark = progress.mark(target.until)
+            if mark is not None:
                 # Every order updated in the range was yielded: the mark may move to the
-                # latest update time stored (never to `until`, which no order may carry).
-                await connections.advance_high_water_mark(
-                    session, target.connection_id, progress.max_stored
-                )
+                # latest update time stored, capped at the window's end.
+                await connections.advance_high_water_mark(session, target.connection_id, mark)
             await connections.mark_status(
                 session, target.connection_id, ConnectionStatus.ACTIVE, None
             )
