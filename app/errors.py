@@ -184,6 +184,29 @@ def is_lock_timeout(exc: BaseException) -> bool:
     )
 
 
+# Deadlock and serialization failure: PostgreSQL aborted this transaction so another could go
+# on; running it again is safe.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def is_deadlock(exc: BaseException) -> bool:
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in (
+        RETRYABLE_SQLSTATES
+    )
+
+
+class ConcurrentChange(ConflictError):
+    """Jobs kept writing the same rows: the change was retried and still collided."""
+
+    code = "concurrent_change"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Jobs of this connection were writing the same rows; nothing was changed, retry",
+            headers={"Retry-After": "2"},
+        )
+
+
 class DatabaseUnavailable(ServiceUnavailableError):
     code = "database_unavailable"
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.buyers.service import erase_connection_buyer_data
@@ -28,6 +28,7 @@ from app.connections.schemas import (
 )
 from app.crypto import CredentialCipher
 from app.errors import (
+    ConcurrentChange,
     ConnectionDisconnected,
     ConnectionExists,
     FieldProblem,
@@ -36,6 +37,7 @@ from app.errors import (
     NotFoundError,
     SyncAlreadyRunning,
     ValidationFailed,
+    is_deadlock,
 )
 from app.models import MarketplaceConnection
 from app.models.enums import ConnectionStatus, SyncTrigger
@@ -448,9 +450,40 @@ async def disconnect(
     erase_buyer_data: bool = False,
 ) -> None:
     """Keeps the shop's orders for history but forgets every credential (and, when asked, the
-    buyer data of its orders)."""
+    buyer data of its orders).
+
+    The connection's row lock comes first, and a running sync takes the same lock at the start
+    of every batch: a batch already writing finishes before this erases, and every later batch
+    sees `disconnected` and stops without writing. Another job holding one of the orders
+    while it asks for the connection deadlocks with this; PostgreSQL aborts one side, and
+    this side runs again (409 `concurrent_change` if it keeps colliding, never 500)."""
+    for attempt in range(1, DISCONNECT_ATTEMPTS + 1):
+        try:
+            async with session.begin_nested():
+                await _disconnect_once(
+                    session, user_id, connection_id, cipher=cipher, erase=erase_buyer_data
+                )
+            return
+        except DBAPIError as exc:
+            if not is_deadlock(exc):
+                raise
+            if attempt == DISCONNECT_ATTEMPTS:
+                raise ConcurrentChange() from exc
+
+
+DISCONNECT_ATTEMPTS = 3
+
+
+async def _disconnect_once(
+    session: AsyncSession,
+    user_id: str,
+    connection_id: uuid.UUID,
+    *,
+    cipher: CredentialCipher,
+    erase: bool,
+) -> None:
     connection = await get_connection(session, user_id, connection_id, for_update=True)
-    if erase_buyer_data:
+    if erase:
         await erase_connection_buyer_data(session, connection.id)
     wiped = cipher.encrypt("")
     connection.api_key_encrypted = wiped
