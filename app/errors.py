@@ -117,6 +117,16 @@ class ConnectionDisconnected(ConflictError):
         super().__init__(message)
 
 
+class ConnectionMisconfigured(ConflictError):
+    """The connection's marketplace host is no longer the configured one (the message names
+    it): nothing is sent with its tokens."""
+
+    code = "connection_misconfigured"
+
+    def __init__(self, reason: str | None) -> None:
+        super().__init__(reason or "This connection's marketplace host is not configured")
+
+
 class SyncAlreadyRunning(ConflictError):
     code = "sync_running"
 

@@ -16,6 +16,7 @@ from app.buyers.service import erase_connection_buyer_data
 from app.config import Settings
 from app.connections import repository
 from app.connections.credentials import decrypt_credentials, masked, store_credentials
+from app.connections.hosts import bind_to_configured_hosts, host_problem
 from app.connections.repository import mark_status, status_for_failure
 from app.connections.schemas import (
     ConnectionCreate,
@@ -31,6 +32,7 @@ from app.errors import (
     ConcurrentChange,
     ConnectionDisconnected,
     ConnectionExists,
+    ConnectionMisconfigured,
     FieldProblem,
     MarketplaceRejectedCredentials,
     MarketplaceUnavailable,
@@ -263,6 +265,7 @@ async def create_connection(
     )
     connection.next_sync_at = first_sync_at(connection, datetime.now(UTC))
     store_credentials(connection, credentials, cipher)
+    bind_to_configured_hosts(connection, gateway.settings)
     await _save(session, connection)
     return connection
 
@@ -317,6 +320,7 @@ async def connect_authorized(
     connection.status = ConnectionStatus.ACTIVE
     connection.status_reason = None
     store_credentials(connection, credentials, cipher)
+    bind_to_configured_hosts(connection, gateway.settings)
     await _save(session, connection)
     with contextlib.suppress(SyncAlreadyRunning):
         await start_sync(
@@ -365,6 +369,10 @@ async def update_connection(
     spec = CONNECT_FORMS[PlatformCode(connection.platform_code)]
     checked: tuple[ShopInfo, Credentials] | None = None
     if body.credentials is not None:
+        # New credentials are checked where the connection lives, or nowhere.
+        problem = host_problem(connection, gateway.settings)
+        if problem is not None:
+            raise ConnectionMisconfigured(problem)
         updated = _credentials_after_update(
             spec, decrypt_credentials(connection, cipher), body.credentials
         )
@@ -383,6 +391,7 @@ async def update_connection(
     if checked is not None:
         shop, credentials = checked
         store_credentials(connection, credentials, cipher)
+        bind_to_configured_hosts(connection, gateway.settings)
         reauthorized = connection.status in (
             ConnectionStatus.ERROR,
             ConnectionStatus.REAUTH_REQUIRED,
@@ -510,6 +519,10 @@ async def recheck_connection(
     connection = await session.get(MarketplaceConnection, connection_id)
     if connection is None or connection.status == ConnectionStatus.DISCONNECTED:
         return ConnectionStatus.DISCONNECTED
+    problem = host_problem(connection, gateway.settings)
+    if problem is not None:  # refused before any call: the tokens stay where they belong
+        await mark_status(session, connection_id, ConnectionStatus.MISCONFIGURED, problem)
+        return ConnectionStatus.MISCONFIGURED
     platform = PlatformCode(connection.platform_code)
     try:
         shop, _ = await gateway.check_shop(

@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.connections.credentials import connection_client
+from app.connections.repository import mark_status
 from app.errors import NotFoundError, SyncAlreadyRunning
 from app.inventory import ledger
 from app.inventory.requests import request_listing_pushes
@@ -37,7 +38,8 @@ from app.models import (
 from app.models.enums import ConnectionStatus, SyncStatus, SyncTrigger
 from app.money import format_amount
 from app.orders.service import invalid
-from app.platforms.errors import MarketplaceError
+from app.platforms.base import MarketplaceClient
+from app.platforms.errors import HostNotConfigured, MarketplaceError
 from app.platforms.types import NormalizedProduct, PlatformCode
 from app.products.schemas import ListingOut, ListingPage, ListingPagination, ProductSyncSummary
 from app.sync import lifecycle
@@ -373,10 +375,12 @@ async def run_product_sync(wc: WorkerContext, sync_log_id: uuid.UUID) -> str:
             await session.commit()
             return str(log.status)
         await session.commit()  # the stop check's row lock ends here, before any call
-    client = connection_client(wc, connection)
+    client: MarketplaceClient | None = None
     counts = SyncCounts()
     error: str | None = None
+    misconfigured = False
     try:
+        client = connection_client(wc, connection)
         async with wc.sessionmaker() as session:
             known = await _known_listings(session, connection.id)
         async for page in client.iter_products():
@@ -396,6 +400,9 @@ async def run_product_sync(wc: WorkerContext, sync_log_id: uuid.UUID) -> str:
                     {"f": counts.fetched, "c": counts.created, "u": counts.updated, "id": log.id},
                 )
                 await session.commit()
+    except HostNotConfigured as exc:
+        error = exc.message
+        misconfigured = True
     except MarketplaceError as exc:
         error = str(exc)
     except Exception:
@@ -403,7 +410,8 @@ async def run_product_sync(wc: WorkerContext, sync_log_id: uuid.UUID) -> str:
         error = "Internal error during the product sync"
         logger.exception("product sync failed")
     finally:
-        await client.aclose()
+        if client is not None:
+            await client.aclose()
     async with wc.sessionmaker() as session:
         stored = await session.get(MarketplaceSyncLog, sync_log_id)
         assert stored is not None
@@ -411,6 +419,8 @@ async def run_product_sync(wc: WorkerContext, sync_log_id: uuid.UUID) -> str:
         stored.products_fetched = counts.fetched
         stored.products_created = counts.created
         stored.products_updated = counts.updated
+        if misconfigured and error:
+            await mark_status(session, connection.id, ConnectionStatus.MISCONFIGURED, error)
         await session.commit()
         return str(stored.status)
 

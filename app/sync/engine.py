@@ -241,8 +241,9 @@ async def _run_locked(wc: WorkerContext, sync_log_id: uuid.UUID) -> str:
             until,
         )
 
-    client = connection_client(wc, connection, events=progress.record_event)
+    client: MarketplaceClient | None = None
     try:
+        client = connection_client(wc, connection, events=progress.record_event)
         await _sync_range(wc, client, target, since, until, progress, details)
         await _retry_failed_orders(wc, client, target, progress, details)
         return await _finish(wc, target, progress, details, None)
@@ -264,7 +265,8 @@ async def _run_locked(wc: WorkerContext, sync_log_id: uuid.UUID) -> str:
         )
         return await _finish(wc, target, progress, details, message)
     finally:
-        await client.aclose()
+        if client is not None:
+            await client.aclose()
 
 
 async def _sync_range(

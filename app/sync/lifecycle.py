@@ -14,7 +14,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import ConnectionDisconnected, ReauthRequired, SyncAlreadyRunning
+from app.errors import (
+    ConnectionDisconnected,
+    ConnectionMisconfigured,
+    ReauthRequired,
+    SyncAlreadyRunning,
+)
 from app.jobs.outbox import enqueue
 from app.models import MarketplaceConnection, MarketplaceSyncLog
 from app.models.enums import ConnectionStatus, SyncStatus, SyncTrigger
@@ -53,6 +58,8 @@ def ensure_syncable(connection: MarketplaceConnection) -> None:
         raise ConnectionDisconnected("This connection is disconnected")
     if connection.status == ConnectionStatus.REAUTH_REQUIRED:
         raise ReauthRequired(connection.status_reason)
+    if connection.status == ConnectionStatus.MISCONFIGURED:
+        raise ConnectionMisconfigured(connection.status_reason)
 
 
 def job_id(kind: SyncKind, sync_log_id: uuid.UUID) -> str:
