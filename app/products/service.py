@@ -54,20 +54,7 @@ INTERRUPTED = lifecycle.PRODUCTS.interrupted
 
 
 def summary(log: MarketplaceSyncLog) -> ProductSyncSummary:
-    return ProductSyncSummary(
-        sync_log_id=log.id,
-        connection_id=log.connection_id,
-        kind=log.kind,
-        status=SyncStatus(log.status),
-        trigger=SyncTrigger(log.trigger),
-        products_fetched=log.products_fetched,
-        products_created=log.products_created,
-        products_updated=log.products_updated,
-        started_at=log.started_at,
-        finished_at=log.finished_at,
-        error_message=log.error_message,
-        details=log.details or {},
-    )
+    return lifecycle.summary(log, ProductSyncSummary)
 
 
 def product_sync_job_id(log_id: uuid.UUID) -> str:
@@ -84,7 +71,12 @@ async def create_product_sync(
     """The running log (the job is the caller's to queue). A product sync already running is a
     409 with its id; one whose runner died long ago is closed first."""
     return await lifecycle.open_run(
-        session, connection, lifecycle.PRODUCTS, stale_after=stale_after, trigger=trigger
+        session,
+        connection,
+        lifecycle.PRODUCTS,
+        stale_after=stale_after,
+        trigger=trigger,
+        queue=False,
     )
 
 
@@ -95,7 +87,7 @@ async def start_product_sync(
     stale_after: timedelta,
     trigger: SyncTrigger = SyncTrigger.MANUAL,
 ) -> MarketplaceSyncLog:
-    return await lifecycle.start(
+    return await lifecycle.open_run(
         uow.session, connection, lifecycle.PRODUCTS, stale_after=stale_after, trigger=trigger
     )
 

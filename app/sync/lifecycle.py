@@ -9,7 +9,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,6 +52,8 @@ PRODUCTS = SyncKind(
     runner_lock=False,
 )
 
+Summary = TypeVar("Summary", bound=BaseModel)
+
 DISCONNECTED = "Stopped: the connection was disconnected while the sync ran"
 
 
@@ -83,14 +87,11 @@ async def close_if_dead(
 ) -> bool:
     """A running log whose runner is gone (no heartbeat for a while, and for a kind with a
     runner lock, that lock free) is closed `failed` so the connection can sync again."""
-    now = datetime.now(UTC)
-    if now - (log.heartbeat_at or log.started_at) < stale_after:
+    if datetime.now(UTC) - (log.heartbeat_at or log.started_at) < stale_after:
         return False
     if kind.runner_lock and not await repository.runner_gone(session, log.connection_id):
         return False
-    log.status = SyncStatus.FAILED
-    log.finished_at = now
-    log.error_message = kind.interrupted
+    finish(log, SyncStatus.FAILED, kind.interrupted)
     await session.flush()
     return True
 
@@ -103,10 +104,11 @@ async def open_run(
     stale_after: timedelta,
     trigger: SyncTrigger = SyncTrigger.MANUAL,
     full: bool = False,
+    queue: bool = True,
 ) -> MarketplaceSyncLog:
-    """The running log (no job yet). A run of this kind already running for the connection
-    is a 409 carrying its id, whichever process started it; one whose runner died is closed
-    first."""
+    """The running log, and with `queue` its job (sent once `session` commits). A run of this
+    kind already running for the connection is a 409 carrying its id, whichever process
+    started it; one whose runner died is closed first."""
     ensure_syncable(connection)
     current = await running(session, connection.id, kind)
     if current is not None and not await close_if_dead(session, current, kind, stale_after):
@@ -132,6 +134,8 @@ async def open_run(
         # Another process started one between our check and our insert: the unique index won.
         winner = await running(session, connection.id, kind)
         raise SyncAlreadyRunning(winner.id if winner else None) from None
+    if queue:
+        queue_run(session, kind, log.id)
     return log
 
 
@@ -139,22 +143,6 @@ def queue_run(session: AsyncSession, kind: SyncKind, sync_log_id: uuid.UUID) -> 
     """The job that runs the log, sent once `session` commits (a second ask while it waits
     is a no-op)."""
     enqueue(session, kind.job, str(sync_log_id), dedupe_key=job_id(kind, sync_log_id))
-
-
-async def start(
-    session: AsyncSession,
-    connection: MarketplaceConnection,
-    kind: SyncKind,
-    *,
-    stale_after: timedelta,
-    trigger: SyncTrigger = SyncTrigger.MANUAL,
-    full: bool = False,
-) -> MarketplaceSyncLog:
-    log = await open_run(
-        session, connection, kind, stale_after=stale_after, trigger=trigger, full=full
-    )
-    queue_run(session, kind, log.id)
-    return log
 
 
 def hand_over(session: AsyncSession, kind: SyncKind, sync_log_id: uuid.UUID) -> None:
@@ -208,6 +196,13 @@ async def stop_reason(session: AsyncSession, connection_id: uuid.UUID) -> str | 
     if status is None or status == ConnectionStatus.DISCONNECTED:
         return DISCONNECTED
     return None
+
+
+def summary(log: MarketplaceSyncLog, schema: type[Summary]) -> Summary:
+    """The sync-log resource in `schema` (the order or the product fields), named as
+    INTERFACE.md has them: `syncLogId` is the log's id, the rest its columns."""
+    columns = {name: getattr(log, name) for name in schema.model_fields if hasattr(log, name)}
+    return schema.model_validate({**columns, "sync_log_id": log.id, "details": log.details or {}})
 
 
 def finish(

@@ -21,27 +21,7 @@ INTERRUPTED = lifecycle.ORDERS.interrupted
 
 
 def summary(log: MarketplaceSyncLog) -> SyncSummary:
-    return SyncSummary(
-        sync_log_id=log.id,
-        connection_id=log.connection_id,
-        kind=log.kind,
-        status=log.status,
-        trigger=log.trigger,
-        full=log.full,
-        orders_fetched=log.orders_fetched,
-        orders_created=log.orders_created,
-        orders_updated=log.orders_updated,
-        orders_unchanged=log.orders_unchanged,
-        orders_failed=log.orders_failed,
-        products_fetched=log.products_fetched,
-        products_created=log.products_created,
-        products_updated=log.products_updated,
-        pages_done=log.pages_done,
-        started_at=log.started_at,
-        finished_at=log.finished_at,
-        error_message=log.error_message,
-        details=log.details or {},
-    )
+    return lifecycle.summary(log, SyncSummary)
 
 
 async def start_sync(
@@ -54,7 +34,7 @@ async def start_sync(
 ) -> MarketplaceSyncLog:
     """Create the running log and queue the job (sent after commit). A sync already running
     for the connection is a 409 carrying its id, whichever process started it."""
-    return await lifecycle.start(
+    return await lifecycle.open_run(
         uow.session,
         connection,
         lifecycle.ORDERS,
