@@ -23,10 +23,10 @@ def upgrade() -> None:
     op.execute("SET lock_timeout = '5s'")
     op.add_column("marketplace_connections", sa.Column("api_base_url", sa.Text(), nullable=True))
     op.add_column("marketplace_connections", sa.Column("auth_base_url", sa.Text(), nullable=True))
-    # Existing connections were made against whatever the settings name now: record that.
+    # Existing connections were made against whatever the settings name now: record that
+    # (the hosts as app/connections/hosts.py computes them, written out so that this
+    # migration keeps its meaning whatever that module becomes).
     from app.config import Settings
-    from app.connections.hosts import configured_hosts
-    from app.platforms.types import PlatformCode
 
     settings = Settings()
     bind = op.get_bind()
@@ -34,17 +34,25 @@ def upgrade() -> None:
         sa.text("SELECT DISTINCT platform_code, country FROM marketplace_connections")
     ).all()
     for platform_code, country in rows:
-        try:
-            platform = PlatformCode(platform_code)
-        except ValueError:
+        if platform_code == "shopee":
+            api, auth = settings.shopee_base_url, None
+        elif platform_code == "lazada":
+            api, auth = settings.lazada_country_url(country), settings.lazada_auth_url
+        elif platform_code == "facebook":
+            api, auth = settings.facebook_graph_url, None
+        else:
             continue  # a platform this version has no client for: left unbound
-        hosts = configured_hosts(settings, platform, country)
         bind.execute(
             sa.text(
                 "UPDATE marketplace_connections SET api_base_url = :api, auth_base_url = :auth "
                 "WHERE platform_code = :platform AND country IS NOT DISTINCT FROM :country"
             ),
-            {"api": hosts.api, "auth": hosts.auth, "platform": platform_code, "country": country},
+            {
+                "api": api.rstrip("/"),
+                "auth": auth.rstrip("/") if auth else None,
+                "platform": platform_code,
+                "country": country,
+            },
         )
 
 
