@@ -289,12 +289,7 @@ def cmd_openapi(args: argparse.Namespace) -> None:
 def cmd_rotate_keys(args: argparse.Namespace) -> None:
     from app.connections.rotation import rotate_all
 
-    settings = get_settings()
-    if settings.embedded:
-        _embedded_env_for_tools(settings)
-        settings = get_settings()
-    if not settings.database_url:
-        _fail("DATABASE_URL is not set")
+    settings = _tool_settings()
     _require_secrets(settings)
     count = asyncio.run(rotate_all(settings))
     print(f"Re-encrypted {count} connection(s) with the first key.")
@@ -304,12 +299,7 @@ def cmd_archive(args: argparse.Namespace) -> None:
     from app.db import Database
     from app.orders.service import archive_finished_orders
 
-    settings = get_settings()
-    if settings.embedded:
-        _embedded_env_for_tools(settings)
-        settings = get_settings()
-    if not settings.database_url:
-        _fail("DATABASE_URL is not set")
+    settings = _tool_settings()
 
     async def archive() -> int:
         database = Database(settings)
@@ -332,12 +322,7 @@ def cmd_move_hosts(args: argparse.Namespace) -> None:
     from app.db import Database
     from app.platforms.types import PlatformCode
 
-    settings = get_settings()
-    if settings.embedded:
-        _embedded_env_for_tools(settings)
-        settings = get_settings()
-    if not settings.database_url:
-        _fail("DATABASE_URL is not set")
+    settings = _tool_settings()
     platform = PlatformCode(args.platform) if args.platform else None
 
     async def move() -> int:
@@ -354,6 +339,18 @@ def cmd_move_hosts(args: argparse.Namespace) -> None:
     for code in [platform] if platform else list(PlatformCode):
         print(f"{code.value}: {configured_hosts(settings, code, None).api}")
     print(f"Moved {count} connection(s) to the hosts above; their next calls go there.")
+
+
+def _tool_settings() -> Settings:
+    """The settings of a one-off command that needs the database: in embedded mode, those of
+    the `serve` running on OMNI_DATA_DIR."""
+    settings = get_settings()
+    if settings.embedded:
+        _embedded_env_for_tools(settings)
+        settings = get_settings()
+    if not settings.database_url:
+        _fail("DATABASE_URL is not set")
+    return settings
 
 
 def _embedded_env_for_tools(settings: Settings) -> None:

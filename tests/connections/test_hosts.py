@@ -6,6 +6,7 @@ brings it back."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
@@ -14,9 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from app.config import Settings
+from app.cli import main
+from app.config import Settings, get_settings
 from app.connections import tasks as connection_tasks
 from app.connections.hosts import move_to_configured_hosts, reconcile_host_statuses
 from app.models import MarketplaceConnection, MarketplaceSyncLog
@@ -188,3 +191,55 @@ async def test_moving_hosts_on_purpose_binds_them_to_the_configured_hosts(
     row = await load(session_factory, connection["id"])
     assert (row.status, row.api_base_url) == ("active", REAL_SHOPEE)
     assert (await load(session_factory, untouched["id"])).status == "misconfigured"
+
+
+def test_move_hosts_command_moves_the_connections_of_one_platform(
+    database_url: str,
+    redis_url: str,
+    clean: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`omni-sales move-hosts --platform shopee` under the real hosts' settings."""
+    ids = {"shopee": uuid.uuid4(), "lazada": uuid.uuid4()}
+
+    async def insert() -> None:
+        engine = create_async_engine(database_url)
+        async with engine.begin() as conn:
+            for platform, cid in ids.items():
+                await conn.execute(
+                    text(
+                        "INSERT INTO marketplace_connections (id, user_id, platform_code, "
+                        "shop_id, status, status_reason, api_key_encrypted, "
+                        "api_secret_encrypted, access_token_encrypted, api_base_url) VALUES "
+                        "(:id, 'u', :platform, '1', 'misconfigured', 'moved', 'x', 'x', 'x', "
+                        "'http://127.0.0.1:9/old')"
+                    ),
+                    {"id": cid, "platform": platform},
+                )
+        await engine.dispose()
+
+    async def stored() -> dict[str, tuple[str, str]]:
+        engine = create_async_engine(database_url)
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT platform_code, status, api_base_url FROM marketplace_connections")
+            )
+            result = {row[0]: (row[1], row[2]) for row in rows}
+        await engine.dispose()
+        return result
+
+    asyncio.run(insert())
+    for name in ("SHOPEE_BASE_URL", "LAZADA_BASE_URL", "LAZADA_AUTH_URL", "FACEBOOK_GRAPH_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    get_settings.cache_clear()
+    try:
+        main(["move-hosts", "--platform", "shopee"])
+    finally:
+        get_settings.cache_clear()
+    assert "Moved 1 connection(s)" in capsys.readouterr().out
+    after = asyncio.run(stored())
+    assert after["shopee"] == ("active", REAL_SHOPEE)
+    assert after["lazada"] == ("misconfigured", "http://127.0.0.1:9/old")
