@@ -289,12 +289,7 @@ def cmd_openapi(args: argparse.Namespace) -> None:
 def cmd_rotate_keys(args: argparse.Namespace) -> None:
     from app.connections.rotation import rotate_all
 
-    settings = get_settings()
-    if settings.embedded:
-        _embedded_env_for_tools(settings)
-        settings = get_settings()
-    if not settings.database_url:
-        _fail("DATABASE_URL is not set")
+    settings = _tool_settings()
     _require_secrets(settings)
     count = asyncio.run(rotate_all(settings))
     print(f"Re-encrypted {count} connection(s) with the first key.")
@@ -304,12 +299,7 @@ def cmd_archive(args: argparse.Namespace) -> None:
     from app.db import Database
     from app.orders.service import archive_finished_orders
 
-    settings = get_settings()
-    if settings.embedded:
-        _embedded_env_for_tools(settings)
-        settings = get_settings()
-    if not settings.database_url:
-        _fail("DATABASE_URL is not set")
+    settings = _tool_settings()
 
     async def archive() -> int:
         database = Database(settings)
@@ -325,6 +315,42 @@ def cmd_archive(args: argparse.Namespace) -> None:
         f"Archived {count} finished order(s) placed more than "
         f"{settings.order_archive_after_days} days ago."
     )
+
+
+def cmd_move_hosts(args: argparse.Namespace) -> None:
+    from app.connections.hosts import configured_hosts, move_to_configured_hosts
+    from app.db import Database
+    from app.platforms.types import PlatformCode
+
+    settings = _tool_settings()
+    platform = PlatformCode(args.platform) if args.platform else None
+
+    async def move() -> int:
+        database = Database(settings)
+        try:
+            async with database.sessionmaker() as session:
+                moved = await move_to_configured_hosts(session, settings, platform)
+                await session.commit()
+                return len(moved)
+        finally:
+            await database.dispose()
+
+    count = asyncio.run(move())
+    for code in [platform] if platform else list(PlatformCode):
+        print(f"{code.value}: {configured_hosts(settings, code, None).api}")
+    print(f"Moved {count} connection(s) to the hosts above; their next calls go there.")
+
+
+def _tool_settings() -> Settings:
+    """The settings of a one-off command that needs the database: in embedded mode, those of
+    the `serve` running on OMNI_DATA_DIR."""
+    settings = get_settings()
+    if settings.embedded:
+        _embedded_env_for_tools(settings)
+        settings = get_settings()
+    if not settings.database_url:
+        _fail("DATABASE_URL is not set")
+    return settings
 
 
 def _embedded_env_for_tools(settings: Settings) -> None:
@@ -555,6 +581,22 @@ def build_parser() -> argparse.ArgumentParser:
             ["DATABASE_URL", "REDIS_URL", "OMNI_DATA_DIR", "ORDER_ARCHIVE_AFTER_DAYS"]
         ),
     ).set_defaults(func=cmd_archive)
+
+    move_hosts = command(
+        "move-hosts",
+        "move connections to the marketplace hosts the settings name now",
+        "A connection keeps the marketplace hosts it was created against; when\n"
+        "SHOPEE_BASE_URL, LAZADA_BASE_URL(_XX), LAZADA_AUTH_URL or FACEBOOK_GRAPH_URL name\n"
+        "others, it is `misconfigured` and never called (its tokens stay off the new host).\n"
+        "This binds the connections (of --platform) to the hosts configured now and makes\n"
+        "them active again: their stored tokens go to those hosts from then on. In embedded\n"
+        "mode it uses the database of the `serve` running on OMNI_DATA_DIR.",
+        _environment_help(["DATABASE_URL", "OMNI_DATA_DIR", "SHOPEE_BASE_URL", "LAZADA_BASE_URL"]),
+    )
+    move_hosts.add_argument(
+        "--platform", choices=["shopee", "lazada", "facebook"], help="only this platform's"
+    )
+    move_hosts.set_defaults(func=cmd_move_hosts)
     return parser
 
 

@@ -117,6 +117,16 @@ class ConnectionDisconnected(ConflictError):
         super().__init__(message)
 
 
+class ConnectionMisconfigured(ConflictError):
+    """The connection's marketplace host is no longer the configured one (the message names
+    it): nothing is sent with its tokens."""
+
+    code = "connection_misconfigured"
+
+    def __init__(self, reason: str | None) -> None:
+        super().__init__(reason or "This connection's marketplace host is not configured")
+
+
 class SyncAlreadyRunning(ConflictError):
     code = "sync_running"
 
@@ -182,6 +192,29 @@ def is_lock_timeout(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) == (
         LOCK_NOT_AVAILABLE
     )
+
+
+# Deadlock and serialization failure: PostgreSQL aborted this transaction so another could go
+# on; running it again is safe.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def is_deadlock(exc: BaseException) -> bool:
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in (
+        RETRYABLE_SQLSTATES
+    )
+
+
+class ConcurrentChange(ConflictError):
+    """Jobs kept writing the same rows: the change was retried and still collided."""
+
+    code = "concurrent_change"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Jobs of this connection were writing the same rows; nothing was changed, retry",
+            headers={"Retry-After": "2"},
+        )
 
 
 class DatabaseUnavailable(ServiceUnavailableError):

@@ -11,10 +11,12 @@ from typing import Any
 from arq import cron
 from arq.worker import Worker
 from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
 
 from app.alerts import tasks as alert_tasks
 from app.buyers import tasks as buyer_tasks
 from app.config import Settings
+from app.connections.hosts import reconcile_host_statuses
 from app.connections.tasks import verify_all_connections, verify_connection
 from app.inventory import tasks as inventory_tasks
 from app.inventory.outbox import install_job_sender
@@ -85,6 +87,15 @@ class ResilientWorker(Worker):
             self._redis_delay = 0.0
 
 
+async def mark_host_statuses(wc: WorkerContext) -> None:
+    try:
+        async with wc.sessionmaker() as session:
+            await reconcile_host_statuses(session, wc.settings)
+            await session.commit()
+    except (DBAPIError, OSError) as exc:  # the database may still be starting: the cron does it
+        logger.warning("connection hosts not checked at start-up", extra={"error": str(exc)})
+
+
 def create_worker(settings: Settings, **kwargs: Any) -> Worker:
     assert settings.redis_url is not None
 
@@ -95,6 +106,9 @@ def create_worker(settings: Settings, **kwargs: Any) -> Worker:
         install_job_sender(ctx["redis"])
         if "metrics_flusher" not in ctx:
             ctx["metrics_flusher"] = Flusher(ctx["redis"]).start()
+        # Settings may name other marketplace hosts than last time: connections made against
+        # the old ones show `misconfigured` now, not at their next job.
+        await mark_host_statuses(ctx["app"])
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         if "metrics_flusher" in ctx:

@@ -19,6 +19,7 @@ COMMANDS = [
     "openapi",
     "rotate-keys",
     "archive",
+    "move-hosts",
 ]
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.connections import repository
+from app.connections.hosts import ensure_callable
 from app.connections.schemas import MaskedCredentials
 from app.crypto import CredentialCipher, mask_secret
 from app.errors import is_lock_timeout
@@ -120,7 +121,9 @@ def connection_client(
 ) -> MarketplaceClient:
     """The client a job uses for a connection: its decrypted credentials, the API host of the
     seller's country, a token store that refreshes under the row lock, and the call budget
-    every process shares."""
+    every process shares. A connection whose hosts are no longer the configured ones raises
+    `HostNotConfigured` here, before any call (its tokens must not go to another host)."""
+    ensure_callable(connection, wc.settings)
     credentials = decrypt_credentials(connection, wc.cipher)
     platform = PlatformCode(connection.platform_code)
     return build_client(

@@ -10,7 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.alerts import service as alerts
 from app.models import MarketplaceConnection, MarketplacePlatform
 from app.models.enums import ConnectionStatus
-from app.platforms.errors import AuthError, MarketplaceError, PermanentError, ReauthRequiredError
+from app.platforms.errors import (
+    AuthError,
+    HostNotConfigured,
+    MarketplaceError,
+    PermanentError,
+    ReauthRequiredError,
+)
 
 # How long a transaction waits for a connection's row lock before giving up (and answering
 # 503 or retrying the job) instead of queueing behind a slow holder.
@@ -119,6 +125,8 @@ async def mark_status(
 
 def status_for_failure(error: MarketplaceError) -> ConnectionStatus | None:
     """The connection status a failed marketplace call calls for (None: leave it)."""
+    if isinstance(error, HostNotConfigured):
+        return ConnectionStatus.MISCONFIGURED
     if isinstance(error, ReauthRequiredError):
         return ConnectionStatus.REAUTH_REQUIRED
     if isinstance(error, AuthError | PermanentError):

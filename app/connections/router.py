@@ -120,7 +120,7 @@ async def update_connection(
 @router.delete(
     "/connections/{connectionId}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(401, 403, 404, 422, 503),
+    responses=error_responses(401, 403, 404, 409, 422, 503),
 )
 async def disconnect(
     cipher: CipherDep,
@@ -138,7 +138,9 @@ async def disconnect(
     ] = False,
 ) -> Response:
     """Disconnect: credentials are erased, stored orders are kept (with `eraseBuyerData=true`,
-    without their buyer data, in the same transaction)."""
+    without their buyer data, in the same transaction). A running sync stops at its next
+    batch and writes nothing more. 409 `concurrent_change` when jobs kept writing the same
+    rows (nothing changed; retry)."""
     owner = ensure_same_user(user, user_id)
     await service.disconnect(
         uow.session, owner, connection_id, cipher=cipher, erase_buyer_data=erase_buyer_data

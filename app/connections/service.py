@@ -9,13 +9,14 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.buyers.service import erase_connection_buyer_data
 from app.config import Settings
 from app.connections import repository
 from app.connections.credentials import decrypt_credentials, masked, store_credentials
+from app.connections.hosts import bind_to_configured_hosts, host_problem
 from app.connections.repository import mark_status, status_for_failure
 from app.connections.schemas import (
     ConnectionCreate,
@@ -28,14 +29,17 @@ from app.connections.schemas import (
 )
 from app.crypto import CredentialCipher
 from app.errors import (
+    ConcurrentChange,
     ConnectionDisconnected,
     ConnectionExists,
+    ConnectionMisconfigured,
     FieldProblem,
     MarketplaceRejectedCredentials,
     MarketplaceUnavailable,
     NotFoundError,
     SyncAlreadyRunning,
     ValidationFailed,
+    is_deadlock,
 )
 from app.models import MarketplaceConnection
 from app.models.enums import ConnectionStatus, SyncTrigger
@@ -261,6 +265,7 @@ async def create_connection(
     )
     connection.next_sync_at = first_sync_at(connection, datetime.now(UTC))
     store_credentials(connection, credentials, cipher)
+    bind_to_configured_hosts(connection, gateway.settings)
     await _save(session, connection)
     return connection
 
@@ -315,6 +320,7 @@ async def connect_authorized(
     connection.status = ConnectionStatus.ACTIVE
     connection.status_reason = None
     store_credentials(connection, credentials, cipher)
+    bind_to_configured_hosts(connection, gateway.settings)
     await _save(session, connection)
     with contextlib.suppress(SyncAlreadyRunning):
         await start_sync(
@@ -363,6 +369,10 @@ async def update_connection(
     spec = CONNECT_FORMS[PlatformCode(connection.platform_code)]
     checked: tuple[ShopInfo, Credentials] | None = None
     if body.credentials is not None:
+        # New credentials are checked where the connection lives, or nowhere.
+        problem = host_problem(connection, gateway.settings)
+        if problem is not None:
+            raise ConnectionMisconfigured(problem)
         updated = _credentials_after_update(
             spec, decrypt_credentials(connection, cipher), body.credentials
         )
@@ -381,6 +391,7 @@ async def update_connection(
     if checked is not None:
         shop, credentials = checked
         store_credentials(connection, credentials, cipher)
+        bind_to_configured_hosts(connection, gateway.settings)
         reauthorized = connection.status in (
             ConnectionStatus.ERROR,
             ConnectionStatus.REAUTH_REQUIRED,
@@ -448,9 +459,40 @@ async def disconnect(
     erase_buyer_data: bool = False,
 ) -> None:
     """Keeps the shop's orders for history but forgets every credential (and, when asked, the
-    buyer data of its orders)."""
+    buyer data of its orders).
+
+    The connection's row lock comes first, and a running sync takes the same lock at the start
+    of every batch: a batch already writing finishes before this erases, and every later batch
+    sees `disconnected` and stops without writing. Another job holding one of the orders
+    while it asks for the connection deadlocks with this; PostgreSQL aborts one side, and
+    this side runs again (409 `concurrent_change` if it keeps colliding, never 500)."""
+    for attempt in range(1, DISCONNECT_ATTEMPTS + 1):
+        try:
+            async with session.begin_nested():
+                await _disconnect_once(
+                    session, user_id, connection_id, cipher=cipher, erase=erase_buyer_data
+                )
+            return
+        except DBAPIError as exc:
+            if not is_deadlock(exc):
+                raise
+            if attempt == DISCONNECT_ATTEMPTS:
+                raise ConcurrentChange() from exc
+
+
+DISCONNECT_ATTEMPTS = 3
+
+
+async def _disconnect_once(
+    session: AsyncSession,
+    user_id: str,
+    connection_id: uuid.UUID,
+    *,
+    cipher: CredentialCipher,
+    erase: bool,
+) -> None:
     connection = await get_connection(session, user_id, connection_id, for_update=True)
-    if erase_buyer_data:
+    if erase:
         await erase_connection_buyer_data(session, connection.id)
     wiped = cipher.encrypt("")
     connection.api_key_encrypted = wiped
@@ -477,6 +519,10 @@ async def recheck_connection(
     connection = await session.get(MarketplaceConnection, connection_id)
     if connection is None or connection.status == ConnectionStatus.DISCONNECTED:
         return ConnectionStatus.DISCONNECTED
+    problem = host_problem(connection, gateway.settings)
+    if problem is not None:  # refused before any call: the tokens stay where they belong
+        await mark_status(session, connection_id, ConnectionStatus.MISCONFIGURED, problem)
+        return ConnectionStatus.MISCONFIGURED
     platform = PlatformCode(connection.platform_code)
     try:
         shop, _ = await gateway.check_shop(

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from app.connections import service
 from app.connections.credentials import DatabaseTokenStore
+from app.connections.hosts import reconcile_host_statuses
 from app.models import MarketplaceConnection
 from app.models.enums import ConnectionStatus
 from app.worker_context import JobContext
@@ -32,6 +33,9 @@ async def verify_all_connections(ctx: JobContext) -> int:
     `reauth_required` in the connections list before the seller misses orders."""
     wc = ctx["app"]
     async with wc.sessionmaker() as session:
+        # No call for a connection whose hosts are not configured; one whose are again is back.
+        await reconcile_host_statuses(session, wc.settings)
+        await session.commit()
         ids = (
             await session.scalars(
                 select(MarketplaceConnection.id).where(

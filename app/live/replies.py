@@ -20,6 +20,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.connections.credentials import decrypt_credentials
+from app.connections.hosts import host_problem
 from app.inventory.outbox import defer_job
 from app.models import MarketplaceConnection, MarketplaceOrder
 from app.models.live_session import LiveSession
@@ -188,8 +189,8 @@ async def send_pending(wc: WorkerContext, connection_id: uuid.UUID) -> int:
 async def _send_all(wc: WorkerContext, connection_id: uuid.UUID) -> int:
     async with wc.sessionmaker() as session:
         connection = await session.get(MarketplaceConnection, connection_id)
-        if connection is None:
-            return 0
+        if connection is None or host_problem(connection, wc.settings) is not None:
+            return 0  # no Page token goes to a host the connection was not made against
         credentials = decrypt_credentials(connection, wc.cipher)
     client = MessengerClient(
         credentials,

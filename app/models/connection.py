@@ -30,7 +30,7 @@ class MarketplaceConnection(TimestampMixin, Base):
     # ISO 3166 alpha-2 (e.g. TH) for Lazada and Shopee; a Lazada shop is served by its
     # country's gateway. None where the platform has not said.
     country: Mapped[str | None] = mapped_column(String(2))
-    # active | error | reauth_required | disconnected
+    # active | error | reauth_required | misconfigured | disconnected
     status: Mapped[str] = mapped_column(String(32), server_default="active")
     status_reason: Mapped[str | None] = mapped_column(Text)
     is_active: Mapped[bool] = mapped_column(server_default="true")
@@ -46,5 +46,10 @@ class MarketplaceConnection(TimestampMixin, Base):
     last_sync_at: Mapped[datetime | None]
     # When the schedule runs this connection's next sync (None: not scheduled).
     next_sync_at: Mapped[datetime | None]
+    # The marketplace hosts the credentials were checked against (the API base URL and, for
+    # Lazada, the token host): the connection is called there or not at all (None: a row
+    # written before hosts were recorded, called wherever the settings point).
+    api_base_url: Mapped[str | None] = mapped_column(Text)
+    auth_base_url: Mapped[str | None] = mapped_column(Text)
     # The latest platform update time of an order actually stored (never wall-clock "now").
     orders_high_water_mark: Mapped[datetime | None]

@@ -11,6 +11,9 @@ class ConnectionStatus(StrEnum):
     ERROR = "error"  # the marketplace refused a call for a reason the seller must look at
     REAUTH_REQUIRED = "reauth_required"  # credentials refused: not scheduled until new ones
     DISCONNECTED = "disconnected"
+    # Made against a marketplace host the settings no longer name: not called (see
+    # app/connections/hosts.py) until the setting is restored or the connection moved.
+    MISCONFIGURED = "misconfigured"
 
 
 class SyncStatus(StrEnum):

@@ -55,3 +55,11 @@ class ReauthRequiredError(AuthError):
 
 class PermanentError(MarketplaceError):
     """Bad request or missing permission: retrying will not help."""
+
+
+class HostNotConfigured(PermanentError):
+    """The connection was made against another host than the one configured now: no call is
+    made with its tokens (app/connections/hosts.py)."""
+
+    def __init__(self, message: str, *, platform: str) -> None:
+        super().__init__(message, platform=platform, code="host_not_configured")

@@ -12,21 +12,21 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, literal_column, select, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.connections.credentials import connection_client
-from app.errors import ConnectionDisconnected, NotFoundError, ReauthRequired, SyncAlreadyRunning
+from app.connections.repository import mark_status
+from app.errors import NotFoundError, SyncAlreadyRunning
 from app.inventory import ledger
-from app.inventory.outbox import defer_job
 from app.inventory.requests import request_listing_pushes
 from app.inventory.rules import Balance
+from app.jobs.outbox import enqueue
 from app.models import (
     InventorySku,
     MarketplaceConnection,
@@ -38,48 +38,27 @@ from app.models import (
 from app.models.enums import ConnectionStatus, SyncStatus, SyncTrigger
 from app.money import format_amount
 from app.orders.service import invalid
-from app.platforms.errors import MarketplaceError
+from app.platforms.base import MarketplaceClient
+from app.platforms.errors import HostNotConfigured, MarketplaceError
 from app.platforms.types import NormalizedProduct, PlatformCode
 from app.products.schemas import ListingOut, ListingPage, ListingPagination, ProductSyncSummary
+from app.sync import lifecycle
 from app.uow import UnitOfWork
 from app.worker_context import WorkerContext
 
 logger = logging.getLogger("app.products")
 
-PRODUCT_SYNC_JOB = "sync_products"
-KIND = "products"
-INTERRUPTED = "Interrupted: the worker stopped before the product sync finished."
+PRODUCT_SYNC_JOB = lifecycle.PRODUCTS.job
+KIND = lifecycle.PRODUCTS.name
+INTERRUPTED = lifecycle.PRODUCTS.interrupted
 
 
 def summary(log: MarketplaceSyncLog) -> ProductSyncSummary:
-    return ProductSyncSummary(
-        sync_log_id=log.id,
-        connection_id=log.connection_id,
-        kind=log.kind,
-        status=SyncStatus(log.status),
-        trigger=SyncTrigger(log.trigger),
-        products_fetched=log.products_fetched,
-        products_created=log.products_created,
-        products_updated=log.products_updated,
-        started_at=log.started_at,
-        finished_at=log.finished_at,
-        error_message=log.error_message,
-        details=log.details or {},
-    )
+    return lifecycle.summary(log, ProductSyncSummary)
 
 
 def product_sync_job_id(log_id: uuid.UUID) -> str:
-    return f"{PRODUCT_SYNC_JOB}:{log_id}"
-
-
-async def _running(session: AsyncSession, connection_id: uuid.UUID) -> MarketplaceSyncLog | None:
-    return await session.scalar(
-        select(MarketplaceSyncLog).where(
-            MarketplaceSyncLog.connection_id == connection_id,
-            MarketplaceSyncLog.kind == KIND,
-            MarketplaceSyncLog.status == SyncStatus.RUNNING,
-        )
-    )
+    return lifecycle.job_id(lifecycle.PRODUCTS, log_id)
 
 
 async def create_product_sync(
@@ -91,38 +70,14 @@ async def create_product_sync(
 ) -> MarketplaceSyncLog:
     """The running log (the job is the caller's to queue). A product sync already running is a
     409 with its id; one whose runner died long ago is closed first."""
-    if connection.status == ConnectionStatus.DISCONNECTED:
-        raise ConnectionDisconnected("This connection is disconnected")
-    if connection.status == ConnectionStatus.REAUTH_REQUIRED:
-        raise ReauthRequired(connection.status_reason)
-    running = await _running(session, connection.id)
-    now = datetime.now(UTC)
-    if running is not None:
-        if now - (running.heartbeat_at or running.started_at) < stale_after:
-            raise SyncAlreadyRunning(running.id)
-        running.status = SyncStatus.FAILED
-        running.finished_at = now
-        running.error_message = INTERRUPTED
-        await session.flush()
-    log = MarketplaceSyncLog(
-        id=uuid.uuid4(),
-        connection_id=connection.id,
-        user_id=connection.user_id,
-        kind=KIND,
-        status=SyncStatus.RUNNING,
+    return await lifecycle.open_run(
+        session,
+        connection,
+        lifecycle.PRODUCTS,
+        stale_after=stale_after,
         trigger=trigger,
-        started_at=now,
-        heartbeat_at=now,
-        details={},
-        checkpoint={},
+        queue=False,
     )
-    try:
-        async with session.begin_nested():
-            session.add(log)
-    except IntegrityError:
-        winner = await _running(session, connection.id)
-        raise SyncAlreadyRunning(winner.id if winner else None) from None
-    return log
 
 
 async def start_product_sync(
@@ -132,11 +87,9 @@ async def start_product_sync(
     stale_after: timedelta,
     trigger: SyncTrigger = SyncTrigger.MANUAL,
 ) -> MarketplaceSyncLog:
-    log = await create_product_sync(
-        uow.session, connection, stale_after=stale_after, trigger=trigger
+    return await lifecycle.open_run(
+        uow.session, connection, lifecycle.PRODUCTS, stale_after=stale_after, trigger=trigger
     )
-    uow.enqueue_after_commit(PRODUCT_SYNC_JOB, str(log.id), job_id=product_sync_job_id(log.id))
-    return log
 
 
 async def apply_product_push(
@@ -159,15 +112,15 @@ async def apply_product_push(
             log.details = {"externalProductIds": list(external_product_ids)[:50]}
     except SyncAlreadyRunning:
         # The running sync may have read these products already: queue a follow-up run.
-        defer_job(
+        enqueue(
             session,
             PRODUCT_SYNC_FOLLOW_UP_JOB,
             str(connection_id),
-            job_id=f"{PRODUCT_SYNC_FOLLOW_UP_JOB}:{connection_id}",
+            dedupe_key=f"{PRODUCT_SYNC_FOLLOW_UP_JOB}:{connection_id}",
             defer_seconds=30,
         )
         return
-    defer_job(session, PRODUCT_SYNC_JOB, str(log.id), job_id=product_sync_job_id(log.id))
+    lifecycle.queue_run(session, lifecycle.PRODUCTS, log.id)
 
 
 PRODUCT_SYNC_FOLLOW_UP_JOB = "sync_products_follow_up"
@@ -408,14 +361,26 @@ async def run_product_sync(wc: WorkerContext, sync_log_id: uuid.UUID) -> str:
         if connection is None:
             return "no connection"
         session.expunge(connection)
-    client = connection_client(wc, connection)
+        stop = await lifecycle.stop_reason(session, connection.id)
+        if stop is not None:
+            lifecycle.finish(log, SyncStatus.FAILED, stop)
+            await session.commit()
+            return str(log.status)
+        await session.commit()  # the stop check's row lock ends here, before any call
+    client: MarketplaceClient | None = None
     counts = SyncCounts()
     error: str | None = None
+    misconfigured = False
     try:
+        client = connection_client(wc, connection)
         async with wc.sessionmaker() as session:
             known = await _known_listings(session, connection.id)
         async for page in client.iter_products():
             async with wc.sessionmaker() as session:
+                # A disconnect stops the run before its next page is written.
+                error = await lifecycle.stop_reason(session, connection.id)
+                if error is not None:
+                    break
                 new = await _store_page(session, connection, page, known, counts)
                 await link_new_listings(session, connection.user_id, new)
                 await session.execute(
@@ -427,6 +392,9 @@ async def run_product_sync(wc: WorkerContext, sync_log_id: uuid.UUID) -> str:
                     {"f": counts.fetched, "c": counts.created, "u": counts.updated, "id": log.id},
                 )
                 await session.commit()
+    except HostNotConfigured as exc:
+        error = exc.message
+        misconfigured = True
     except MarketplaceError as exc:
         error = str(exc)
     except Exception:
@@ -434,16 +402,17 @@ async def run_product_sync(wc: WorkerContext, sync_log_id: uuid.UUID) -> str:
         error = "Internal error during the product sync"
         logger.exception("product sync failed")
     finally:
-        await client.aclose()
+        if client is not None:
+            await client.aclose()
     async with wc.sessionmaker() as session:
         stored = await session.get(MarketplaceSyncLog, sync_log_id)
         assert stored is not None
-        stored.status = SyncStatus.FAILED if error else SyncStatus.SUCCESS
-        stored.error_message = error
-        stored.finished_at = datetime.now(UTC)
+        lifecycle.finish(stored, SyncStatus.FAILED if error else SyncStatus.SUCCESS, error)
         stored.products_fetched = counts.fetched
         stored.products_created = counts.created
         stored.products_updated = counts.updated
+        if misconfigured and error:
+            await mark_status(session, connection.id, ConnectionStatus.MISCONFIGURED, error)
         await session.commit()
         return str(stored.status)
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from redis.exceptions import RedisError
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,9 +34,8 @@ from app.orders.ingest import IngestResult, upsert_orders
 from app.platforms.base import MarketplaceClient, OrderFailure, OrderPage
 from app.platforms.errors import MarketplaceError
 from app.platforms.types import NormalizedOrder, PlatformCode
-from app.sync import repository
+from app.sync import lifecycle, repository
 from app.sync.repository import connection_lock_key
-from app.sync.service import SYNC_JOB
 from app.worker_context import WorkerContext
 
 logger = logging.getLogger("app.sync")
@@ -107,6 +105,16 @@ class Progress:
         if latest is not None and (self.max_stored is None or latest > self.max_stored):
             self.max_stored = latest
 
+    def mark(self, until: datetime, resume_from: datetime | None = None) -> datetime | None:
+        """Where the high-water mark may move: never past an update time that was stored,
+        nor past the window's end. An order read after the window closed (changed between
+        the list and the detail call, re-read by id, or from a platform whose clock runs
+        ahead) may carry a later time, and a mark there would skip the orders changed in
+        between by every later window."""
+        if self.max_stored is None:
+            return None
+        return min(self.max_stored, until, resume_from or until)
+
     def write_to(self, log: MarketplaceSyncLog, details: dict[str, Any]) -> None:
         log.orders_fetched = self.fetched
         log.orders_created = self.result.created
@@ -127,6 +135,7 @@ class RunTarget:
     user_id: str
     platform: PlatformCode
     trigger: str
+    until: datetime  # the window's end: the high-water mark never passes it
 
 
 def sync_range(
@@ -169,12 +178,12 @@ async def run_sync(wc: WorkerContext, sync_log_id: uuid.UUID) -> str:
             await asyncio.gather(heartbeat, return_exceptions=True)
             # Shielded: a cancelled job must still give the lock back on this connection.
             await asyncio.shield(_unlock(lock_connection, key))
-    if outcome == INTERRUPTED and wc.redis is not None:
-        # Hand the rest over now rather than at the next recovery sweep. A new id each time:
-        # arq drops a job whose id is still running or kept, and this run may be a handover.
-        handover_id = f"{SYNC_JOB}:{sync_log_id}:handover:{uuid.uuid4().hex[:8]}"
-        with contextlib.suppress(RedisError, OSError):
-            await wc.redis.enqueue_job(SYNC_JOB, str(sync_log_id), _job_id=handover_id)
+    if outcome == INTERRUPTED:
+        # Hand the rest over now rather than at the next recovery sweep.
+        with contextlib.suppress(DBAPIError, OSError):
+            async with wc.sessionmaker() as session:
+                lifecycle.hand_over(session, lifecycle.ORDERS, sync_log_id)
+                await session.commit()
     return outcome
 
 
@@ -190,7 +199,7 @@ async def _heartbeat(wc: WorkerContext, sync_log_id: uuid.UUID) -> None:
         await asyncio.sleep(interval)
         with contextlib.suppress(DBAPIError, OSError):
             async with wc.sessionmaker() as session:
-                await repository.touch(session, sync_log_id)
+                await lifecycle.touch(session, sync_log_id)
                 await session.commit()
 
 
@@ -202,6 +211,11 @@ async def _run_locked(wc: WorkerContext, sync_log_id: uuid.UUID) -> str:
             return log.status
         connection = await session.get(MarketplaceConnection, log.connection_id)
         assert connection is not None
+        stop = await lifecycle.stop_reason(session, connection.id)
+        if stop is not None:
+            lifecycle.finish(log, SyncStatus.FAILED, stop)
+            await session.commit()
+            return SyncStatus.FAILED
         resuming = log.pages_done > 0 or "range" in (log.details or {})
         progress = Progress.resumed(log) if resuming else Progress()
         since, until = sync_range(connection, log, wc.settings)
@@ -224,10 +238,12 @@ async def _run_locked(wc: WorkerContext, sync_log_id: uuid.UUID) -> str:
             connection.user_id,
             PlatformCode(connection.platform_code),
             log.trigger,
+            until,
         )
 
-    client = connection_client(wc, connection, events=progress.record_event)
+    client: MarketplaceClient | None = None
     try:
+        client = connection_client(wc, connection, events=progress.record_event)
         await _sync_range(wc, client, target, since, until, progress, details)
         await _retry_failed_orders(wc, client, target, progress, details)
         return await _finish(wc, target, progress, details, None)
@@ -235,6 +251,8 @@ async def _run_locked(wc: WorkerContext, sync_log_id: uuid.UUID) -> str:
         return await _finish(wc, target, progress, details, exc)
     except SyncInterrupted:
         return INTERRUPTED
+    except SyncStopped as exc:
+        return await _finish(wc, target, progress, details, exc)
     except asyncio.CancelledError:
         # The worker is stopping: every committed batch is saved and the log stays `running`,
         # so arq's re-run or the recovery sweep resumes it from there.
@@ -247,7 +265,8 @@ async def _run_locked(wc: WorkerContext, sync_log_id: uuid.UUID) -> str:
         )
         return await _finish(wc, target, progress, details, message)
     finally:
-        await client.aclose()
+        if client is not None:
+            await client.aclose()
 
 
 async def _sync_range(
@@ -304,6 +323,15 @@ async def _sync_range(
 
 class SyncInterrupted(Exception):
     """The worker is stopping: the run ends after a committed batch and resumes elsewhere."""
+
+
+class SyncStopped(Exception):
+    """The connection may no longer be written for (disconnected): the run ends without
+    writing its batch."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass
@@ -387,6 +415,9 @@ async def _store(
         # Progress and data commit together and a lost commit is redone by the resume, so the
         # sync need not wait for each WAL flush.
         await session.execute(text("SET LOCAL synchronous_commit = off"))
+        stop = await lifecycle.stop_reason(session, target.connection_id)
+        if stop is not None:
+            raise SyncStopped(stop)
         result, stored, write_failures = await _ingest(session, orders, target)
         failures = read_failures + write_failures
         await repository.keep_failed_orders(session, target.connection_id, failures)
@@ -402,10 +433,9 @@ async def _store(
         log = await session.get(MarketplaceSyncLog, target.sync_log_id)
         assert log is not None
         progress.write_to(log, details)
-        if resume_from is not None and progress.max_stored is not None:
-            # Everything updated before the batch's resume point was yielded, and the mark
-            # never passes an update time that was actually stored.
-            mark = min(resume_from, progress.max_stored)
+        mark = progress.mark(target.until, resume_from) if resume_from is not None else None
+        if mark is not None:
+            # Everything updated before the batch's resume point was yielded.
             await connections.advance_high_water_mark(session, target.connection_id, mark)
             log.checkpoint = {**log.checkpoint, "resumeFrom": mark.isoformat()}
         await session.commit()
@@ -440,10 +470,11 @@ async def _finish(
     target: RunTarget,
     progress: Progress,
     details: dict[str, Any],
-    error: MarketplaceError | str | None,
+    error: MarketplaceError | SyncStopped | str | None,
 ) -> str:
     """Close the log. Completed runs are `success`, or `partial` while any order of the
-    connection is still waiting to be stored; every waiting order is listed."""
+    connection is still waiting to be stored; every waiting order is listed. A run stopped
+    by a disconnect is `failed` and raises no alert (the seller asked for it)."""
     async with wc.sessionmaker() as session:
         log = await session.get(MarketplaceSyncLog, target.sync_log_id)
         assert log is not None
@@ -458,7 +489,6 @@ async def _finish(
                 for row in waiting
             ],
         }
-        log.finished_at = datetime.now(UTC)
         if error is None:
             status = SyncStatus.PARTIAL if waiting_count else SyncStatus.SUCCESS
             if target.trigger == SyncTrigger.RECONCILE:
@@ -470,19 +500,17 @@ async def _finish(
                         "updated": progress.result.updated,
                     },
                 }
-            if progress.max_stored is not None:
+            mark = progress.mark(target.until)
+            if mark is not None:
                 # Every order updated in the range was yielded: the mark may move to the
-                # latest update time stored (never to `until`, which no order may carry).
-                await connections.advance_high_water_mark(
-                    session, target.connection_id, progress.max_stored
-                )
+                # latest update time stored, capped at the window's end.
+                await connections.advance_high_water_mark(session, target.connection_id, mark)
             await connections.mark_status(
                 session, target.connection_id, ConnectionStatus.ACTIVE, None
             )
         else:
             status = SyncStatus.FAILED
             if isinstance(error, MarketplaceError):
-                log.error_message = error.message
                 log.details = {
                     **log.details,
                     "errorClass": type(error).__name__,
@@ -494,17 +522,22 @@ async def _finish(
                     await connections.mark_status(
                         session, target.connection_id, new_status, error.message
                     )
-            else:
-                log.error_message = error
-        log.status = status
-        if status == SyncStatus.FAILED:
+        message = (
+            error.message
+            if isinstance(error, MarketplaceError)
+            else error.reason
+            if isinstance(error, SyncStopped)
+            else error
+        )
+        finished_at = lifecycle.finish(log, status, message)
+        if status == SyncStatus.FAILED and not isinstance(error, SyncStopped):
             await alerts.alert_if_failing_repeatedly(
                 session,
                 connection_id=target.connection_id,
                 platform_code=target.platform.value,
                 sync_log_id=target.sync_log_id,
             )
-        await connections.record_sync_finished(session, target.connection_id, log.finished_at)
+        await connections.record_sync_finished(session, target.connection_id, finished_at)
         await session.commit()
         stored = progress.result.created + progress.result.updated
         metrics.record_sync(target.platform.value, status, stored)

@@ -4,25 +4,13 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import MarketplaceFailedOrder, MarketplaceSyncLog
 from app.models.enums import SyncStatus
 from app.platforms.base import OrderFailure
-
-
-async def running_for_connection(
-    session: AsyncSession, connection_id: uuid.UUID
-) -> MarketplaceSyncLog | None:
-    return await session.scalar(
-        select(MarketplaceSyncLog).where(
-            MarketplaceSyncLog.connection_id == connection_id,
-            MarketplaceSyncLog.kind == ORDERS,
-            MarketplaceSyncLog.status == SyncStatus.RUNNING,
-        )
-    )
 
 
 async def get_for_user(
@@ -57,7 +45,7 @@ async def list_for_user(
     return rows.all(), int(total or 0)
 
 
-# Product syncs (app/products) share the log table under their own kind and manage their runs.
+# Product syncs share the log table under their own kind (app/sync/lifecycle.py).
 ORDERS = "orders"
 
 
@@ -75,12 +63,12 @@ async def runner_gone(session: AsyncSession, connection_id: uuid.UUID) -> bool:
 
 
 async def stale_running(
-    session: AsyncSession, heartbeat_before: datetime, limit: int = 100
+    session: AsyncSession, heartbeat_before: datetime, kind: str = ORDERS, limit: int = 100
 ) -> Sequence[MarketplaceSyncLog]:
     rows = await session.scalars(
         select(MarketplaceSyncLog)
         .where(
-            MarketplaceSyncLog.kind == ORDERS,
+            MarketplaceSyncLog.kind == kind,
             MarketplaceSyncLog.status == SyncStatus.RUNNING,
             func.coalesce(MarketplaceSyncLog.heartbeat_at, MarketplaceSyncLog.started_at)
             < heartbeat_before,
@@ -90,17 +78,6 @@ async def stale_running(
         .with_for_update(skip_locked=True)
     )
     return rows.all()
-
-
-async def touch(session: AsyncSession, sync_log_id: uuid.UUID) -> None:
-    await session.execute(
-        update(MarketplaceSyncLog)
-        .where(
-            MarketplaceSyncLog.id == sync_log_id,
-            MarketplaceSyncLog.status == SyncStatus.RUNNING,
-        )
-        .values(heartbeat_at=func.now())
-    )
 
 
 async def keep_failed_orders(

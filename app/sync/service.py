@@ -7,74 +7,21 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.errors import (
-    ConnectionDisconnected,
-    NotFoundError,
-    ReauthRequired,
-    SyncAlreadyRunning,
-)
+from app.errors import NotFoundError, SyncAlreadyRunning
 from app.models import MarketplaceConnection, MarketplaceSyncLog
 from app.models.enums import ConnectionStatus, SyncStatus, SyncTrigger
-from app.sync import repository
+from app.sync import lifecycle, repository
 from app.sync.schemas import SyncSummary
 from app.uow import UnitOfWork
 
-SYNC_JOB = "sync_orders"
-INTERRUPTED = (
-    "Interrupted: the worker stopped before the sync finished. The next sync resumes from the "
-    "last saved page."
-)
+SYNC_JOB = lifecycle.ORDERS.job
+INTERRUPTED = lifecycle.ORDERS.interrupted
 
 
 def summary(log: MarketplaceSyncLog) -> SyncSummary:
-    return SyncSummary(
-        sync_log_id=log.id,
-        connection_id=log.connection_id,
-        kind=log.kind,
-        status=log.status,
-        trigger=log.trigger,
-        full=log.full,
-        orders_fetched=log.orders_fetched,
-        orders_created=log.orders_created,
-        orders_updated=log.orders_updated,
-        orders_unchanged=log.orders_unchanged,
-        orders_failed=log.orders_failed,
-        products_fetched=log.products_fetched,
-        products_created=log.products_created,
-        products_updated=log.products_updated,
-        pages_done=log.pages_done,
-        started_at=log.started_at,
-        finished_at=log.finished_at,
-        error_message=log.error_message,
-        details=log.details or {},
-    )
-
-
-def _syncable(connection: MarketplaceConnection) -> None:
-    if connection.status == ConnectionStatus.DISCONNECTED:
-        raise ConnectionDisconnected("This connection is disconnected")
-    if connection.status == ConnectionStatus.REAUTH_REQUIRED:
-        raise ReauthRequired(connection.status_reason)
-
-
-async def _close_if_dead(
-    session: AsyncSession, running: MarketplaceSyncLog, stale_after: timedelta
-) -> bool:
-    """A running log whose runner is gone (no heartbeat for a while, and its lock free) is
-    closed so the connection can sync again; the new run resumes from the high-water mark."""
-    last_seen = running.heartbeat_at or running.started_at
-    if datetime.now(UTC) - last_seen < stale_after:
-        return False
-    if not await repository.runner_gone(session, running.connection_id):
-        return False
-    running.status = SyncStatus.FAILED
-    running.finished_at = datetime.now(UTC)
-    running.error_message = INTERRUPTED
-    await session.flush()
-    return True
+    return lifecycle.summary(log, SyncSummary)
 
 
 async def start_sync(
@@ -87,58 +34,20 @@ async def start_sync(
 ) -> MarketplaceSyncLog:
     """Create the running log and queue the job (sent after commit). A sync already running
     for the connection is a 409 carrying its id, whichever process started it."""
-    _syncable(connection)
-    session = uow.session
-    running = await repository.running_for_connection(session, connection.id)
-    if running is not None and not await _close_if_dead(session, running, stale_after):
-        raise SyncAlreadyRunning(running.id)
-    now = datetime.now(UTC)
-    log = MarketplaceSyncLog(
-        id=uuid.uuid4(),
-        connection_id=connection.id,
-        user_id=connection.user_id,
-        kind=repository.ORDERS,
-        status=SyncStatus.RUNNING,
+    return await lifecycle.open_run(
+        uow.session,
+        connection,
+        lifecycle.ORDERS,
+        stale_after=stale_after,
         trigger=trigger,
         full=full,
-        started_at=now,
-        heartbeat_at=now,
-        details={},
-        checkpoint={},
     )
-    try:
-        async with session.begin_nested():
-            session.add(log)
-    except IntegrityError:
-        # Another process started one between our check and our insert: the unique index won.
-        winner = await repository.running_for_connection(session, connection.id)
-        raise SyncAlreadyRunning(winner.id if winner else None) from None
-    uow.enqueue_after_commit(SYNC_JOB, str(log.id), job_id=f"{SYNC_JOB}:{log.id}")
-    return log
-
-
-def resume_job_id(log: MarketplaceSyncLog) -> str:
-    """A new arq job id per resume: the dead job's id stays "in progress" in arq for an hour."""
-    return f"{SYNC_JOB}:{log.id}:resume:{(log.details or {}).get('requeued', 0)}"
 
 
 async def requeue_dead_runs(uow: UnitOfWork, stale_after: timedelta) -> int:
     """Re-queue every running sync whose runner died (killed worker, lost job), so a live
     worker resumes it from its saved progress without anyone asking."""
-    session = uow.session
-    requeued = 0
-    for log in await repository.stale_running(session, datetime.now(UTC) - stale_after):
-        if not await repository.runner_gone(session, log.connection_id):
-            continue
-        log.details = {
-            **(log.details or {}),
-            "requeued": (log.details or {}).get("requeued", 0) + 1,
-        }
-        log.heartbeat_at = datetime.now(UTC)  # not re-queued again before it is stale again
-        uow.enqueue_after_commit(SYNC_JOB, str(log.id), job_id=resume_job_id(log))
-        requeued += 1
-    await session.flush()
-    return requeued
+    return await lifecycle.requeue_dead_runs(uow.session, lifecycle.ORDERS, stale_after)
 
 
 async def wait_for_finish(
@@ -152,7 +61,7 @@ async def wait_for_finish(
             log = await session.get(MarketplaceSyncLog, sync_log_id)
         if log is None:
             raise NotFoundError("Sync log not found")
-        if log.status != "running" or asyncio.get_running_loop().time() >= deadline:
+        if log.status != SyncStatus.RUNNING or asyncio.get_running_loop().time() >= deadline:
             return log
         await asyncio.sleep(delay)
         delay = min(delay * 1.5, 0.5)

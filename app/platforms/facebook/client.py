@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -55,6 +56,7 @@ from app.platforms.types import (
 )
 
 T = TypeVar("T")
+logger = logging.getLogger("app.platforms.facebook")
 
 ITEM_FIELDS = "id,retailer_id,product_id,product_name,quantity,price_per_unit,tax_details"
 ORDER_FIELDS = ",".join(
@@ -360,7 +362,13 @@ class FacebookClient(MarketplaceClient):
         try:
             return map_order(raw, fully_cancelled=cancelled, refunded=refunded)
         except OrderMappingError as exc:
-            raise PermanentError(f"order {order_id}: {exc}", platform=self.platform.value) from exc
+            # One unreadable order is that order's failure, not the shop's: reported (the sync
+            # keeps it for retry with these words) and skipped, as Shopee and Lazada do.
+            logger.warning(
+                "facebook order skipped", extra={"order_id": order_id, "reason": str(exc)}
+            )
+            self.events("order_failed", {"externalOrderId": order_id, "message": str(exc)})
+            return None
 
     async def get_orders(self, external_order_ids: Sequence[str]) -> list[NormalizedOrder]:
         results = await self._gather_limited(
