@@ -26,7 +26,7 @@ class SandboxSet:
     facebook: facebook.FacebookSandbox = field(default_factory=facebook.FacebookSandbox)
     # Lazada's other countries, each its own gateway (Thailand is `lazada`).
     lazada_abroad: dict[str, LazadaSandbox] = field(
-        default_factory=lambda: {c: LazadaSandbox() for c in LAZADA_ABROAD}
+        default_factory=lambda: {c: LazadaSandbox(country=c) for c in LAZADA_ABROAD}
     )
     authorize: AuthorizeSandbox = field(init=False)
     facebook_live: facebook_live.FacebookLiveSandbox = field(init=False)
