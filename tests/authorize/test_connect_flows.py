@@ -496,6 +496,10 @@ async def test_without_a_redirect_url_the_callback_shows_how_to_complete(
         assert await connections(session_factory) == []
         done = await complete(client, grant)
         assert done.status_code == 201, done.text
+        # With nowhere to redirect to, a failure is the error itself.
+        replay = await client.get(f"{parts.path}?{parts.query}")
+        assert replay.status_code == 400
+        assert replay.json()["error"]["code"] == "invalid_state"
     assert len(await connections(session_factory)) == 1
 
 
