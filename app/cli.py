@@ -375,7 +375,9 @@ def cmd_sandbox(args: argparse.Namespace) -> None:
     from app.sandbox.app import create_sandbox_app, describe_demo
 
     configure_logging("INFO")
-    app, demo = create_sandbox_app(public_base_url=f"http://{args.host}:{args.port}")
+    app, demo = create_sandbox_app(
+        public_base_url=f"http://{args.host}:{args.port}", service_url=args.service_url
+    )
     print(describe_demo(demo), flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_config=None)
 
@@ -401,7 +403,10 @@ _SETTING_HELP = {
     "SYNC_BACKFILL_DAYS": "how far back a first sync reads",
     "SYNC_OVERLAP_SECONDS": "re-read before the high-water mark on each sync",
     "SYNC_STALE_SECONDS": "a running sync silent this long is taken as dead",
-    "PUBLIC_BASE_URL": "this service's public URL (webhook signatures)",
+    "PUBLIC_BASE_URL": "this service's public URL (webhook signatures; connect flow callbacks)",
+    "CONNECT_REDIRECT_URL": "where a connect flow's browser lands with its grant",
+    "CONNECT_REDIRECT_ALLOWLIST": "comma-separated origins a start's redirectUrl may use "
+    "(default: CONNECT_REDIRECT_URL's)",
     "META_WEBHOOK_VERIFY_TOKEN": "token of Meta's webhook handshake",
     "LOG_LEVEL": "log level",
     "MARKETPLACE_CALLS_PER_SECOND": "calls per second per connection",
@@ -548,6 +553,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on")
     sandbox.add_argument("--port", type=int, default=8100, help="port to listen on")
+    sandbox.add_argument(
+        "--service-url",
+        default="http://127.0.0.1:8000",
+        help="the Omni Sales service's URL, printed as its PUBLIC_BASE_URL",
+    )
     sandbox.set_defaults(func=cmd_sandbox)
 
     openapi = command(

@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     meta_app_secret: SecretStr | None = Field(None, validation_alias="META_APP_SECRET")
     # Where the seller's browser lands after a connect flow (unless `redirectUrl` was given).
     connect_redirect_url: str | None = Field(None, validation_alias="CONNECT_REDIRECT_URL")
+    # The origins a start request's `redirectUrl` may point at (unset: CONNECT_REDIRECT_URL's).
+    connect_redirect_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="CONNECT_REDIRECT_ALLOWLIST"
+    )
     lazada_oauth_url: str = Field(
         "https://auth.lazada.com/oauth/authorize", validation_alias="LAZADA_OAUTH_URL"
     )
@@ -140,7 +144,9 @@ class Settings(BaseSettings):
 
     clients: ClientTuning = Field(default_factory=ClientTuning)
 
-    @field_validator("credentials_encryption_keys", "cors_origins", mode="before")
+    @field_validator(
+        "credentials_encryption_keys", "cors_origins", "connect_redirect_allowlist", mode="before"
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

@@ -183,7 +183,12 @@ async def main(args: argparse.Namespace) -> None:
             credentials = sandboxes.facebook.credentials(page)
             created = await api.post(
                 "/api/marketplace/connections",
-                json={"userId": USER, "platformCode": "facebook", **credentials},
+                json={
+                    "userId": USER,
+                    "platformCode": "facebook",
+                    "startSync": False,  # the bench measures lives, not a first sync
+                    **credentials,
+                },
             )
             created.raise_for_status()
             connection = created.json()["data"]

@@ -162,6 +162,7 @@ async def main(args: argparse.Namespace) -> None:
                     if k in ("userId", "platformCode", "shopId", "apiKey", "apiSecret")
                     or k in ("accessToken", "refreshToken")
                 }
+                body["startSync"] = False  # the bench times stock pushes, not a first sync
                 created = await api.post("/api/marketplace/connections", json=body, headers=headers)
                 created.raise_for_status()
                 connections[platform] = created.json()["data"]["id"]

@@ -281,8 +281,12 @@ def _next_shop_id() -> int:
     return next(_shop_counter)
 
 
-def connection_body(user_id: str, platform: str, credentials: dict[str, str]) -> dict[str, Any]:
-    body = {"userId": user_id, "platformCode": platform}
+def connection_body(
+    user_id: str, platform: str, credentials: dict[str, str], *, start_sync: bool = False
+) -> dict[str, Any]:
+    """A POST /connections body. Its first sync is left out by default: most tests drive the
+    syncs they are about themselves (a background first sync would race them)."""
+    body: dict[str, Any] = {"userId": user_id, "platformCode": platform, "startSync": start_sync}
     body.update(
         {
             k: v

@@ -1,4 +1,4 @@
-"""Queries on the states of started authorization flows."""
+"""Queries on the states of started authorization flows and the grants of finished ones."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.models.connect_grant import MarketplaceConnectGrant
 from app.models.connect_state import MarketplaceConnectState
 
 # Expired states are kept this long (for support questions), then deleted by the next start.
@@ -43,6 +44,29 @@ async def consume_state(
         )
         .values(used_at=func.now())
         .returning(table)
+        .execution_options(synchronize_session=False)
+    )
+    return row.scalar_one_or_none()
+
+
+async def add_grant(session: AsyncSession, grant: MarketplaceConnectGrant) -> None:
+    session.add(grant)
+    await session.flush()
+
+
+async def delete_expired_grants(session: AsyncSession, now: datetime) -> None:
+    await session.execute(
+        delete(MarketplaceConnectGrant).where(MarketplaceConnectGrant.expires_at < now)
+    )
+
+
+async def take_grant(session: AsyncSession, grant_hash: str) -> MarketplaceConnectGrant | None:
+    """Delete the grant and return it (expired or not): a grant is used at most once, and two
+    completions racing with it cannot both have it."""
+    row = await session.execute(
+        delete(MarketplaceConnectGrant)
+        .where(MarketplaceConnectGrant.grant_hash == grant_hash)
+        .returning(MarketplaceConnectGrant)
         .execution_options(synchronize_session=False)
     )
     return row.scalar_one_or_none()

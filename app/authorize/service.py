@@ -1,26 +1,41 @@
 """Connect flows: send the seller to the marketplace's authorization page with a signed,
-single-use `state`, then turn the code the marketplace sends back into connections."""
+single-use `state`; the callback turns the code the marketplace sends back into a short-lived,
+single-use grant; only the user who started the flow turns the grant into connections
+(`complete`), so a seller who opens someone else's link never connects into their account."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import json
 import logging
+import re
+import secrets
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlencode, urlsplit
+
+from pydantic import SecretStr
 
 from app.authorize import repository
 from app.config import Settings
-from app.connections.service import connect_authorized, known_platform
+from app.connections.service import (
+    CheckedShop,
+    check_shop,
+    known_platform,
+    save_connection,
+)
 from app.crypto import CredentialCipher
-from app.errors import AppError, ValidationFailed
+from app.errors import AppError, ForbiddenError, MarketplaceRejectedCredentials, ValidationFailed
+from app.models import MarketplaceConnection
+from app.models.connect_grant import MarketplaceConnectGrant
 from app.models.connect_state import MarketplaceConnectState
-from app.platforms.authorize import ConnectFlow, ConsentRefused, OperatorApp
+from app.platforms.authorize import AuthorizedShop, ConnectFlow, ConsentRefused, OperatorApp
 from app.platforms.errors import MarketplaceError
 from app.platforms.registry import (
     CONNECT_FORMS,
@@ -28,12 +43,13 @@ from app.platforms.registry import (
     connect_flow_class,
     operator_app,
 )
-from app.platforms.types import PlatformCode
+from app.platforms.types import Credentials, PlatformCode
 from app.uow import UnitOfWork
 
 logger = logging.getLogger("app.authorize")
 
 STATE_LIFETIME = timedelta(minutes=10)
+GRANT_LIFETIME = timedelta(minutes=10)
 _KEY_LABEL = b"omni-sales/connect-state/v1"
 
 INVALID_STATE = "invalid_state"
@@ -48,10 +64,56 @@ class InvalidState(AppError):
     code = INVALID_STATE
 
 
+class GrantExpired(AppError):
+    status_code = 410
+    code = "grant_expired"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This grant is used, expired (grants last 10 minutes) or unknown; connect again"
+        )
+
+
+class GrantNotYours(ForbiddenError):
+    code = "grant_not_yours"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This grant belongs to a flow another user started; it has been destroyed and "
+            "nothing was connected"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class StartedFlow:
     authorization_url: str
     state: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackOutcome:
+    """Where the callback sends the browser (`location`), or, with nowhere to send it, what
+    the page shows: the grant to complete with, or the error."""
+
+    platform: str
+    location: str | None = None
+    grant: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedShop:
+    """A shop the grant named whose check failed; left out, the others are connected."""
+
+    shop_id: str
+    country: str | None
+    message: str
+
+
+@dataclass(slots=True)
+class Completed:
+    connections: list[MarketplaceConnection]
+    skipped: list[SkippedShop] = field(default_factory=list)
 
 
 # --- the signed state ------------------------------------------------------------------------
@@ -83,22 +145,24 @@ def sign_state(
     return f"{nonce}.{expires}.{_signature(_state_key(settings), platform.value, nonce, expires)}"
 
 
+# What sign_state makes: a 16-byte nonce, a Unix time in ASCII digits, a SHA-256 signature,
+# all base64url. Anything else is refused before it is parsed (int() of 4,301 digits raises,
+# and str.isdigit() takes "²" for a digit).
+_STATE = re.compile(r"([A-Za-z0-9_-]{22})\.([0-9]{1,12})\.([A-Za-z0-9_-]{43})")
+
+
 def verify_state(settings: Settings, platform: PlatformCode, state: str) -> uuid.UUID | None:
     """The state's row id when the signature is right and it has not expired, else None:
-    a forged or stale state is refused without a query."""
-    parts = state.split(".")
-    if len(parts) != 3 or not parts[1].isdigit():
+    a forged, malformed or stale state is refused without a query."""
+    parts = _STATE.fullmatch(state)
+    if parts is None:
         return None
-    nonce, expires_text, given = parts
-    expected = _signature(_state_key(settings), platform.value, nonce, int(expires_text))
-    if not hmac.compare_digest(expected.encode(), given.encode()):
+    nonce, expires_text, given = parts.groups()
+    expires = int(expires_text)
+    expected = _signature(_state_key(settings), platform.value, nonce, expires)
+    if not hmac.compare_digest(expected.encode(), given.encode()) or expires <= time.time():
         return None
-    if int(expires_text) <= time.time():
-        return None
-    try:
-        return uuid.UUID(bytes=base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4)))
-    except ValueError:
-        return None
+    return uuid.UUID(bytes=base64.urlsafe_b64decode(nonce + "=="))
 
 
 # --- start -----------------------------------------------------------------------------------
@@ -120,40 +184,82 @@ def _platform(platform_code: str) -> PlatformCode:
     return platform
 
 
+# The settings naming the operator's app on each platform, as missing-setting errors name them.
+_APP_SETTINGS = {
+    PlatformCode.SHOPEE: ("SHOPEE_PARTNER_ID", "SHOPEE_PARTNER_KEY"),
+    PlatformCode.LAZADA: ("LAZADA_APP_KEY", "LAZADA_APP_SECRET"),
+    PlatformCode.FACEBOOK: ("META_APP_ID", "META_APP_SECRET"),
+}
+
+
+def _is_set(value: object) -> bool:
+    return bool(value.get_secret_value() if isinstance(value, SecretStr) else value)
+
+
 def _app(settings: Settings, platform: PlatformCode) -> OperatorApp:
+    """The operator's app; 422 `connect_flow_not_configured` naming every missing setting.
+    PUBLIC_BASE_URL is one: the callback registered with the platform must not follow the
+    Host header of whoever calls start."""
     app = operator_app(settings, platform)
-    if app is None:
-        raise ValidationFailed(
-            f"The {CONNECT_FORMS[platform].name} connect flow needs the operator's app "
-            "credentials in the settings; connect with the form instead",
+    missing = [
+        name
+        for name in _APP_SETTINGS[platform]
+        if app is None and not _is_set(getattr(settings, name.lower()))
+    ]
+    if not settings.public_base_url:
+        missing.append("PUBLIC_BASE_URL")
+    if missing:
+        error = ValidationFailed(
+            f"The {CONNECT_FORMS[platform].name} connect flow is not configured: set "
+            + ", ".join(missing)
+            + " (or connect with the form)",
             code="connect_flow_not_configured",
             fields=["platformCode"],
         )
+        error.extra["missingSettings"] = missing
+        raise error
+    assert app is not None
     return OperatorApp(*app)
-
-
-def _check_redirect(settings: Settings, redirect_url: str | None) -> str | None:
-    """Only http(s) URLs, and only on the frontend's origins when any are configured, so a
-    started flow cannot send a seller's browser to a stranger's site."""
-    if redirect_url is None:
-        return None
-    parts = urlsplit(redirect_url)
-    allowed = {_origin(url) for url in [*settings.cors_origins, settings.connect_redirect_url]}
-    allowed.discard(None)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        problem = "redirectUrl must be an absolute http(s) URL"
-    elif allowed and _origin(redirect_url) not in allowed:
-        problem = "redirectUrl must be on one of the frontend's origins (CORS_ORIGINS)"
-    else:
-        return redirect_url
-    raise ValidationFailed(problem, code="invalid_field", fields=["redirectUrl"])
 
 
 def _origin(url: str | None) -> str | None:
     if not url:
         return None
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower() if parts.netloc else None
+    try:
+        parts = urlsplit(url.strip())
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a port out of range, a malformed IPv6 host
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return f"{parts.scheme}://{parts.hostname}{port}".lower()
+
+
+def redirect_origins(settings: Settings) -> set[str]:
+    """CONNECT_REDIRECT_ALLOWLIST, or CONNECT_REDIRECT_URL's origin alone."""
+    listed: list[str | None] = [*settings.connect_redirect_allowlist] or [
+        settings.connect_redirect_url
+    ]
+    return {origin for origin in map(_origin, listed) if origin is not None}
+
+
+def _check_redirect(settings: Settings, redirect_url: str | None) -> str | None:
+    """Only http(s) URLs on an allowed origin, so a started flow can never send a seller's
+    browser (and the grant it carries) to a stranger's site."""
+    if redirect_url is None:
+        return None
+    origin = _origin(redirect_url)
+    allowed = redirect_origins(settings)
+    if origin is None:
+        problem = "redirectUrl must be an absolute http(s) URL"
+    elif origin not in allowed:
+        problem = (
+            "redirectUrl must be on an allowed origin (CONNECT_REDIRECT_ALLOWLIST, default "
+            "CONNECT_REDIRECT_URL's origin)" + ("" if allowed else "; none is configured")
+        )
+    else:
+        return redirect_url
+    raise ValidationFailed(problem, code="invalid_field", fields=["redirectUrl"])
 
 
 def _flow(settings: Settings, platform: PlatformCode, gateway: PlatformGateway) -> ConnectFlow:
@@ -168,13 +274,13 @@ async def start(
     user_id: str,
     redirect_url: str | None,
     *,
-    base_url: str,
     gateway: PlatformGateway,
 ) -> StartedFlow:
     settings = gateway.settings
     platform = _platform(platform_code)
     flow = _flow(settings, platform, gateway)
     redirect_url = _check_redirect(settings, redirect_url)
+    assert settings.public_base_url is not None  # _app insists
     now = datetime.now(UTC)
     expires = int((now + STATE_LIFETIME).timestamp())
     row = MarketplaceConnectState(
@@ -182,7 +288,7 @@ async def start(
         user_id=user_id,
         platform_code=platform.value,
         redirect_url=redirect_url,
-        callback_url=callback_url(settings.public_base_url or base_url, platform),
+        callback_url=callback_url(settings.public_base_url, platform),
         expires_at=datetime.fromtimestamp(expires, UTC),
     )
     await repository.delete_expired(uow.session, now)
@@ -193,11 +299,17 @@ async def start(
     return StartedFlow(authorization_url=url, state=state)
 
 
-# --- callback --------------------------------------------------------------------------------
+# --- callback: the code becomes a grant ------------------------------------------------------
 
 
 def with_result(url: str, params: list[tuple[str, str]]) -> str:
     return url + ("&" if "?" in url else "?") + urlencode(params)
+
+
+def _failed(platform: str, destination: str | None, error: str) -> CallbackOutcome:
+    if destination is None:
+        return CallbackOutcome(platform=platform, error=error)
+    return CallbackOutcome(platform=platform, location=with_result(destination, [("error", error)]))
 
 
 async def callback(
@@ -207,10 +319,10 @@ async def callback(
     *,
     cipher: CredentialCipher,
     gateway: PlatformGateway,
-) -> str:
-    """The URL to send the seller's browser to: the redirect URL with `connectionId` (one per
-    shop the seller granted) or `error`. Raises InvalidState when the state is bad and no
-    CONNECT_REDIRECT_URL is set to report it to."""
+) -> CallbackOutcome:
+    """Exchange the code once, check each shop it grants, keep the result as a grant of the
+    user who started the flow, and send the browser to the redirect URL with `grant=` (or
+    `error=`). Nothing is connected here: the browser that comes back may be anyone's."""
     settings = gateway.settings
     fallback = settings.connect_redirect_url
     platform = known_platform(platform_code)
@@ -221,43 +333,147 @@ async def callback(
         else None
     )
     if row is None or platform is None:
-        if fallback is None:
-            raise InvalidState("This authorization link is invalid, expired or already used")
-        return with_result(fallback, [("error", INVALID_STATE)])
+        return _failed(platform_code[:32], fallback, INVALID_STATE)
     # The state is spent whatever happens next: commit that before talking to the platform.
     await uow.commit()
     destination = row.redirect_url or fallback
-    if destination is None:
-        raise InvalidState("No redirect URL: set CONNECT_REDIRECT_URL or pass redirectUrl")
     flow = _flow(settings, platform, gateway)
     try:
-        try:
-            answer = flow.parse_callback(query)
-        except ConsentRefused:
-            return with_result(destination, [("error", CONSENT_REFUSED)])
-        try:
-            shops = await flow.exchange(answer, callback_url=row.callback_url)
-            connections = [
-                await connect_authorized(
-                    uow,
-                    row.user_id,
-                    platform,
-                    shop.credentials,
-                    country=shop.country,
-                    cipher=cipher,
-                    gateway=gateway,
-                )
-                for shop in shops
-            ]
-            await uow.commit()
-        except (MarketplaceError, AppError) as exc:
-            await uow.rollback()
-            # Never the code or a token: the platform's words and our error code only.
-            logger.warning(
-                "connect flow failed",
-                extra={"platform": platform.value, "reason": str(exc)},
-            )
-            return with_result(destination, [("error", EXCHANGE_FAILED)])
+        answer = flow.parse_callback(query)
+    except ConsentRefused:
+        await flow.aclose()
+        return _failed(platform.value, destination, CONSENT_REFUSED)
+    try:
+        shops = await flow.exchange(answer, callback_url=row.callback_url)
+        checked, skipped = await _check_each(gateway, platform, shops)
+    except (MarketplaceError, AppError) as exc:
+        # Never the code or a token: the platform's words and our error code only.
+        logger.warning(
+            "connect flow failed", extra={"platform": platform.value, "reason": str(exc)}
+        )
+        return _failed(platform.value, destination, EXCHANGE_FAILED)
     finally:
         await flow.aclose()
-    return with_result(destination, [("connectionId", str(c.id)) for c in connections])
+    grant = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    await repository.delete_expired_grants(uow.session, now)
+    await repository.add_grant(
+        uow.session,
+        MarketplaceConnectGrant(
+            grant_hash=_grant_hash(grant),
+            user_id=row.user_id,
+            platform_code=platform.value,
+            payload_encrypted=cipher.encrypt(_grant_payload(checked, skipped)),
+            expires_at=now + GRANT_LIFETIME,
+        ),
+    )
+    if destination is None:
+        return CallbackOutcome(platform=platform.value, grant=grant)
+    return CallbackOutcome(
+        platform=platform.value,
+        location=with_result(destination, [("grant", grant), ("platform", platform.value)]),
+    )
+
+
+async def _check_each(
+    gateway: PlatformGateway, platform: PlatformCode, shops: list[AuthorizedShop]
+) -> tuple[list[CheckedShop], list[SkippedShop]]:
+    """Each granted shop checked like a pasted one. One failing (a Lazada country whose
+    gateway refuses the seller) is left out, never failing the others; all failing is a
+    failed exchange."""
+    checked: list[CheckedShop] = []
+    skipped: list[SkippedShop] = []
+    last_error: AppError | None = None
+    for shop in shops:
+        try:
+            checked.append(await check_shop(gateway, platform, shop.credentials, shop.country))
+        except MarketplaceRejectedCredentials as exc:
+            last_error = exc
+            skipped.append(SkippedShop(shop.credentials.shop_id, shop.country, exc.message))
+    if not checked:
+        raise last_error or MarketplaceRejectedCredentials("The grant named no shop")
+    return checked, skipped
+
+
+def _grant_hash(grant: str) -> str:
+    return hashlib.sha256(grant.encode()).hexdigest()
+
+
+def _credentials_json(credentials: Credentials) -> dict[str, Any]:
+    return {
+        key: value.isoformat() if isinstance(value, datetime) else value
+        for key, value in asdict(credentials).items()
+    }
+
+
+def _grant_payload(checked: list[CheckedShop], skipped: list[SkippedShop]) -> str:
+    return json.dumps(
+        {
+            "shops": [
+                {
+                    "credentials": _credentials_json(shop.credentials),
+                    "name": shop.name,
+                    "country": shop.country,
+                }
+                for shop in checked
+            ],
+            "skipped": [asdict(shop) for shop in skipped],
+        }
+    )
+
+
+def _read_grant_payload(
+    platform: PlatformCode, text: str
+) -> tuple[list[CheckedShop], list[SkippedShop]]:
+    payload = json.loads(text)
+    shops = []
+    for entry in payload["shops"]:
+        values = dict(entry["credentials"])
+        for key in ("access_expires_at", "refresh_expires_at"):
+            if values.get(key):
+                values[key] = datetime.fromisoformat(values[key])
+        shops.append(
+            CheckedShop(
+                platform=platform,
+                credentials=Credentials(**values),
+                name=entry["name"],
+                country=entry["country"],
+            )
+        )
+    return shops, [SkippedShop(**entry) for entry in payload["skipped"]]
+
+
+# --- complete: the grant becomes connections -------------------------------------------------
+
+
+async def complete(
+    uow: UnitOfWork,
+    user_id: str,
+    grant: str,
+    *,
+    cipher: CredentialCipher,
+    settings: Settings,
+) -> Completed:
+    """Turn the grant into connections of `user_id` (the token's user), one per shop it holds;
+    a shop already connected to the user is updated, not doubled, and each starts its first
+    sync. The grant is spent by this call whatever its outcome: another user's grant is 403
+    and destroyed, so the seller who approved can start over and nobody else can use it."""
+    row = await repository.take_grant(uow.session, _grant_hash(grant))
+    if row is None or row.expires_at <= datetime.now(UTC):
+        await uow.commit()
+        raise GrantExpired()
+    if not hmac.compare_digest(row.user_id.encode(), user_id.encode()):
+        await uow.commit()  # destroyed before answering
+        logger.warning(
+            "connect grant presented by another user", extra={"platform": row.platform_code}
+        )
+        raise GrantNotYours()
+    platform = PlatformCode(row.platform_code)
+    shops, skipped = _read_grant_payload(platform, cipher.decrypt(row.payload_encrypted))
+    connections = [
+        await save_connection(
+            uow, user_id, shop, cipher=cipher, settings=settings, replace_existing=True
+        )
+        for shop in shops
+    ]
+    return Completed(connections=connections, skipped=skipped)

@@ -65,12 +65,14 @@ async def create_connection(
     cipher: CipherDep,
     gateway: GatewayDep,
 ) -> DataResponse[ConnectionOut]:
-    """Checks the credentials with the marketplace (they must belong to `shopId`), then stores
-    them encrypted. The same shop connected again by the same user is 409 `connection_exists`
-    with its `connectionId`."""
+    """Checks the credentials with the marketplace (they must belong to `shopId`), stores
+    them encrypted and starts the first sync (`startSync: false` leaves it to the schedule).
+    The same shop connected again by the same user is 409 `connection_exists` with its
+    `connectionId`; with the job queue down nothing is stored and the answer is 503."""
     if body.user_id is not None:
         ensure_same_user(user, body.user_id.strip())
-    connection = await service.create_connection(uow.session, body, cipher=cipher, gateway=gateway)
+    connection = await service.create_connection(uow, body, cipher=cipher, gateway=gateway)
+    await uow.commit()
     return DataResponse(data=service.to_out(connection, cipher))
 
 

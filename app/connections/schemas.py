@@ -44,6 +44,11 @@ class ConnectionCreate(CamelModel):
     api_secret: str | None = Field(None, max_length=1024)
     refresh_token: str | None = Field(None, max_length=4096)
     sync_interval_minutes: int | None = Field(None, ge=5, le=1440)
+    start_sync: bool = Field(
+        True,
+        description="Start the connection's first sync now (false: leave it to the schedule "
+        "or a sync-orders call)",
+    )
 
 
 class CredentialsUpdate(CamelModel):

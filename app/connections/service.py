@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -217,14 +218,41 @@ async def _verify_with_platform(
     return shop, checked
 
 
-async def create_connection(
-    session: AsyncSession,
-    body: ConnectionCreate,
-    *,
-    cipher: CredentialCipher,
+@dataclass(frozen=True, slots=True)
+class CheckedShop:
+    """A shop whose credentials the marketplace accepted as its own: ready to be stored."""
+
+    platform: PlatformCode
+    credentials: Credentials  # as after the check (a check may have refreshed the token)
+    name: str | None
+    country: str | None
+
+    @property
+    def shop_id(self) -> str:
+        return self.credentials.shop_id
+
+
+async def check_shop(
     gateway: PlatformGateway,
-) -> MarketplaceConnection:
-    spec, values = _validate_create(body, gateway.settings)
+    platform: PlatformCode,
+    credentials: Credentials,
+    country: str | None = None,
+) -> CheckedShop:
+    """Ask the marketplace about the credentials (on `country`'s host where it has several);
+    they must belong to the shop they name. No transaction may be open: this is a network
+    call."""
+    spec = CONNECT_FORMS[platform]
+    credentials = replace(credentials, shop_id=spec.canonical_shop_id(credentials.shop_id))
+    shop, checked = await _verify_with_platform(gateway, spec, credentials, country)
+    return CheckedShop(
+        platform=platform,
+        credentials=checked,
+        name=shop.name,
+        country=shop_country(platform, shop, country),
+    )
+
+
+async def _ensure_platform_enabled(session: AsyncSession, spec: PlatformSpec) -> None:
     platform_row = await repository.get_platform(session, spec.code.value)
     if platform_row is None or not platform_row.is_active:
         raise ValidationFailed(
@@ -232,8 +260,21 @@ async def create_connection(
             code="platform_inactive",
             fields=["platformCode"],
         )
+
+
+async def create_connection(
+    uow: UnitOfWork,
+    body: ConnectionCreate,
+    *,
+    cipher: CredentialCipher,
+    gateway: PlatformGateway,
+) -> MarketplaceConnection:
+    """A pasted connection: checked with the marketplace, stored, and its first sync started
+    (unless `startSync` is false), as an authorized one is."""
+    spec, values = _validate_create(body, gateway.settings)
+    await _ensure_platform_enabled(uow.session, spec)
     user_id, shop_id = values["userId"], spec.canonical_shop_id(values["shopId"])
-    existing = await repository.find_by_shop(session, user_id, spec.code.value, shop_id)
+    existing = await repository.find_by_shop(uow.session, user_id, spec.code.value, shop_id)
     if existing is not None and existing.status != ConnectionStatus.DISCONNECTED:
         raise ConnectionExists(existing.id)
     credentials = Credentials(
@@ -244,91 +285,81 @@ async def create_connection(
         refresh_token=values.get("refreshToken"),
     )
     # No lock is held during the marketplace call; the unique constraint settles races.
-    shop, credentials = await _verify_with_platform(gateway, spec, credentials)
-    if existing is not None:
-        connection = await repository.get_for_update(session, existing.id)
-        if connection is None or connection.status != ConnectionStatus.DISCONNECTED:
-            raise ConnectionExists(existing.id)  # revived by a concurrent request
-    else:
-        connection = MarketplaceConnection(
-            id=uuid.uuid4(), user_id=user_id, platform_code=spec.code.value, shop_id=shop_id
-        )
-    connection.shop_name = values.get("shopName") or shop.name
-    connection.country = shop_country(spec.code, shop)
-    connection.status = ConnectionStatus.ACTIVE
-    connection.status_reason = None
-    connection.is_active = True
-    connection.sync_interval_minutes = (
-        body.sync_interval_minutes
-        if "sync_interval_minutes" in body.model_fields_set
-        else default_sync_interval(spec.code)
+    checked = await check_shop(gateway, spec.code, credentials)
+    return await save_connection(
+        uow,
+        user_id,
+        checked,
+        cipher=cipher,
+        settings=gateway.settings,
+        shop_name=values.get("shopName"),
+        sync_interval_minutes=(
+            body.sync_interval_minutes
+            if "sync_interval_minutes" in body.model_fields_set
+            else "default"
+        ),
+        replace_existing=False,
+        start_first_sync=body.start_sync,
     )
-    connection.next_sync_at = first_sync_at(connection, datetime.now(UTC))
-    store_credentials(connection, credentials, cipher)
-    bind_to_configured_hosts(connection, gateway.settings)
-    await _save(session, connection)
-    return connection
 
 
-async def connect_authorized(
+async def save_connection(
     uow: UnitOfWork,
     user_id: str,
-    platform: PlatformCode,
-    credentials: Credentials,
+    shop: CheckedShop,
     *,
-    country: str | None,
     cipher: CredentialCipher,
-    gateway: PlatformGateway,
+    settings: Settings,
+    shop_name: str | None = None,
+    sync_interval_minutes: int | Literal["default"] | None = "default",
+    replace_existing: bool,
+    start_first_sync: bool = True,
 ) -> MarketplaceConnection:
-    """Store what an authorization flow granted: the shop checked with the marketplace like a
-    pasted one, then a new connection, a disconnected one revived, or an existing one given the
-    new tokens. Starts the first sync (a catch-up one for a connection that had been refused);
-    the jobs are sent after the caller commits."""
+    """Store a checked shop: a new connection, a disconnected one revived, or (with
+    `replace_existing`, as an authorization flow does) an existing one given the new tokens;
+    otherwise an existing one is 409. Then its first sync is started (a catch-up one for a
+    connection that had been refused); the job is sent after the caller commits."""
     session = uow.session
-    spec = CONNECT_FORMS[platform]
-    platform_row = await repository.get_platform(session, platform.value)
-    if platform_row is None or not platform_row.is_active:
-        raise ValidationFailed(
-            f"{spec.name} is not enabled on this installation",
-            code="platform_inactive",
-            fields=["platformCode"],
-        )
-    shop_id = spec.canonical_shop_id(credentials.shop_id)
-    credentials = replace(credentials, shop_id=shop_id)
-    shop, credentials = await _verify_with_platform(gateway, spec, credentials, country)
-    now = datetime.now(UTC)
-    existing = await repository.find_by_shop(session, user_id, platform.value, shop_id)
+    spec = CONNECT_FORMS[shop.platform]
+    await _ensure_platform_enabled(session, spec)
+    existing = await repository.find_by_shop(session, user_id, spec.code.value, shop.shop_id)
     connection = (
         await repository.get_for_update(session, existing.id) if existing is not None else None
     )
     trigger = SyncTrigger.MANUAL
     if connection is None:
         connection = MarketplaceConnection(
-            id=uuid.uuid4(), user_id=user_id, platform_code=platform.value, shop_id=shop_id
+            id=uuid.uuid4(), user_id=user_id, platform_code=spec.code.value, shop_id=shop.shop_id
         )
-        connection.is_active = True
-        connection.sync_interval_minutes = default_sync_interval(platform)
-        connection.next_sync_at = first_sync_at(connection, now)
-    elif connection.status == ConnectionStatus.DISCONNECTED:
-        connection.is_active = True
-        connection.next_sync_at = first_sync_at(connection, now)
+    elif connection.status != ConnectionStatus.DISCONNECTED and not replace_existing:
+        raise ConnectionExists(connection.id)  # connected by a concurrent request
     elif connection.status in (ConnectionStatus.ERROR, ConnectionStatus.REAUTH_REQUIRED):
         # Orders may have been missed while the credentials were refused: catch up now.
         trigger = SyncTrigger.CATCH_UP
-    connection.shop_name = connection.shop_name or shop.name
-    connection.country = shop_country(platform, shop) or country or connection.country
+    revived = connection.status in (None, ConnectionStatus.DISCONNECTED)
+    if revived:
+        connection.is_active = True
+    if sync_interval_minutes != "default":
+        connection.sync_interval_minutes = sync_interval_minutes
+    elif revived and connection.sync_interval_minutes is None and existing is None:
+        connection.sync_interval_minutes = default_sync_interval(spec.code)
+    if revived or sync_interval_minutes != "default":
+        connection.next_sync_at = first_sync_at(connection, datetime.now(UTC))
+    connection.shop_name = shop_name or connection.shop_name or shop.name
+    connection.country = shop.country or connection.country
     connection.status = ConnectionStatus.ACTIVE
     connection.status_reason = None
-    store_credentials(connection, credentials, cipher)
-    bind_to_configured_hosts(connection, gateway.settings)
+    store_credentials(connection, shop.credentials, cipher)
+    bind_to_configured_hosts(connection, settings)
     await _save(session, connection)
-    with contextlib.suppress(SyncAlreadyRunning):
-        await start_sync(
-            uow,
-            connection,
-            trigger=trigger,
-            stale_after=timedelta(seconds=gateway.settings.sync_stale_seconds),
-        )
+    if start_first_sync:
+        with contextlib.suppress(SyncAlreadyRunning):
+            await start_sync(
+                uow,
+                connection,
+                trigger=trigger,
+                stale_after=timedelta(seconds=settings.sync_stale_seconds),
+            )
     return connection
 
 

@@ -2,6 +2,7 @@
 
 from app.models.alert import MarketplaceAlert
 from app.models.base import Base
+from app.models.connect_grant import MarketplaceConnectGrant
 from app.models.connect_state import MarketplaceConnectState
 from app.models.connection import MarketplaceConnection
 from app.models.failed_order import MarketplaceFailedOrder
@@ -31,6 +32,7 @@ __all__ = [
     "LiveSession",
     "LiveSessionProduct",
     "MarketplaceAlert",
+    "MarketplaceConnectGrant",
     "MarketplaceConnectState",
     "MarketplaceConnection",
     "MarketplaceFailedOrder",

@@ -47,6 +47,8 @@ class AuthorizedShop:
 
 class ConnectFlow(ABC):
     platform: ClassVar[PlatformCode]
+    # The country of a shop checked without one (on the platform's default host), if any.
+    default_country: ClassVar[str | None] = None
 
     def __init__(
         self, settings: Settings, app: OperatorApp, http_client: httpx.AsyncClient | None = None

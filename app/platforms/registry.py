@@ -78,9 +78,14 @@ def connect_flow_class(platform: PlatformCode) -> type[ConnectFlow]:
     return cls
 
 
-def shop_country(platform: PlatformCode, shop: ShopInfo) -> str | None:
-    """The country a shop check reports for the shop (None where the platform does not)."""
-    return connect_flow_class(platform).shop_country(shop)
+def shop_country(
+    platform: PlatformCode, shop: ShopInfo, checked_in: str | None = None
+) -> str | None:
+    """The shop's country: as its check reports it, else the country whose host answered the
+    check (`checked_in`, or the platform's default host's country); None where unknown."""
+    flow = connect_flow_class(platform)
+    found = flow.shop_country(shop) or checked_in or flow.default_country
+    return found.upper() if found else None
 
 
 def client_class(platform: PlatformCode) -> type[MarketplaceClient]:

@@ -26,7 +26,7 @@ class SandboxSet:
     facebook: facebook.FacebookSandbox = field(default_factory=facebook.FacebookSandbox)
     # Lazada's other countries, each its own gateway (Thailand is `lazada`).
     lazada_abroad: dict[str, LazadaSandbox] = field(
-        default_factory=lambda: {c: LazadaSandbox() for c in LAZADA_ABROAD}
+        default_factory=lambda: {c: LazadaSandbox(country=c) for c in LAZADA_ABROAD}
     )
     authorize: AuthorizeSandbox = field(init=False)
     facebook_live: facebook_live.FacebookLiveSandbox = field(init=False)
@@ -81,7 +81,14 @@ def build_app(sandboxes: SandboxSet) -> Starlette:
     )
 
 
-def create_sandbox_app(public_base_url: str) -> tuple[Starlette, dict[str, object]]:
+# Where `omni-sales serve` listens by default: the connect flow's callbacks go there.
+SERVICE_URL = "http://127.0.0.1:8000"
+
+
+def create_sandbox_app(
+    public_base_url: str, service_url: str = SERVICE_URL
+) -> tuple[Starlette, dict[str, object]]:
+    """`public_base_url` is the sandbox's own; `service_url` the Omni Sales service's."""
     sandboxes = SandboxSet()
     demo: dict[str, object] = {
         "settings": base_urls(public_base_url),
@@ -89,7 +96,11 @@ def create_sandbox_app(public_base_url: str) -> tuple[Starlette, dict[str, objec
         "lazada": lazada.seed_demo(sandboxes.lazada),
         "facebook": facebook.seed_demo(sandboxes.facebook),
     }
-    demo["settings"] = {**base_urls(public_base_url), **operator_settings(demo)}
+    demo["settings"] = {
+        **base_urls(public_base_url),
+        **operator_settings(demo),
+        "PUBLIC_BASE_URL": service_url,
+    }
     return build_app(sandboxes), demo
 
 
@@ -110,10 +121,18 @@ def operator_settings(demo: dict[str, object]) -> dict[str, str]:
 
 
 def describe_demo(demo: dict[str, object]) -> str:
-    lines = ["Sandbox marketplaces. Point Omni Sales at them with:"]
+    lines = [
+        "Sandbox marketplaces. Point Omni Sales at them with (every setting the pasted and the",
+        "authorization-page connect flows need; PUBLIC_BASE_URL is the service's own URL):",
+    ]
     settings = demo["settings"]
     assert isinstance(settings, dict)
     lines += [f"  export {key}={value}" for key, value in settings.items()]
+    lines += [
+        "Authorization pages: POST /api/marketplace/connect/{shopee|lazada|facebook}/start,",
+        "  open its authorizationUrl; without CONNECT_REDIRECT_URL the callback shows the grant",
+        "  for POST /api/marketplace/connect/complete {userId, grant} (same user's token).",
+    ]
     lines.append("Demo shops: bodies for POST /api/marketplace/connections (set your userId):")
     for platform in ("shopee", "lazada", "facebook"):
         credentials = demo[platform]

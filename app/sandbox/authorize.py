@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -60,6 +60,8 @@ class AuthorizeSandbox:
     user_tokens: dict[str, UserToken] = field(default_factory=dict)
     # A Lazada account selling in several countries: each seller id -> the account's sellers.
     lazada_accounts: dict[str, dict[str, str]] = field(default_factory=dict)
+    # The token answer's `country` of each such account (`cb` for a cross-border seller).
+    lazada_token_countries: dict[frozenset[tuple[str, str]], str] = field(default_factory=dict)
     exchanges: int = 0
 
     def issue_code(self, grant: Grant) -> str:
@@ -74,20 +76,35 @@ class AuthorizeSandbox:
         return grant if grant.expires_at > time.time() else None
 
     def add_lazada_account(
-        self, *, app_key: str, app_secret: str, sellers: Mapping[str, str], order_count: int = 0
+        self,
+        *,
+        app_key: str,
+        app_secret: str,
+        sellers: Mapping[str, str],
+        order_count: int = 0,
+        token_country: str | None = None,
+        not_on_gateway: Collection[str] = (),
     ) -> dict[str, str]:
-        """A seller with a shop in each of `sellers`' countries (country -> seller id), each
-        on that country's gateway; their consent page grants all of them at once."""
+        """A seller with a shop in each of `sellers`' countries (country -> seller id, in the
+        order `country_user_info` lists them), each on that country's gateway except those in
+        `not_on_gateway`; their consent page grants all of them at once. The token answer's
+        `country` is `token_country` (default: `cb`, a cross-border seller, for several
+        countries; the one country otherwise)."""
         account = {country.lower(): seller_id for country, seller_id in sellers.items()}
+        skipped = {country.lower() for country in not_on_gateway}
         for country, seller_id in account.items():
-            self.lazada[country].add_shop(
-                seller_id=seller_id,
-                app_key=app_key,
-                app_secret=app_secret,
-                seed=f"lazada-{country}-{seller_id}",
-                order_count=order_count,
-            )
+            if country not in skipped:
+                self.lazada[country].add_shop(
+                    seller_id=seller_id,
+                    app_key=app_key,
+                    app_secret=app_secret,
+                    seed=f"lazada-{country}-{seller_id}",
+                    order_count=order_count,
+                )
             self.lazada_accounts[seller_id] = account
+        self.lazada_token_countries[frozenset(account.items())] = (
+            token_country or ("cb" if len(account) > 1 else next(iter(account)))
+        ).lower()
         return account
 
 
@@ -228,13 +245,14 @@ def lazada_routes(state: AuthorizeSandbox) -> list[BaseRoute]:
                 seller_id, access=access_value, refresh=refresh_value
             )
         first = next(iter(grant.subject))
+        country = state.lazada_token_countries.get(frozenset(grant.subject.items()), first)
         return JSONResponse(
             {
                 "access_token": access_value,
                 "refresh_token": refresh_value,
                 "expires_in": home.tokens.access_ttl_seconds,
                 "refresh_expires_in": home.tokens.refresh_ttl_seconds,
-                "country": first,
+                "country": country,
                 "account_platform": "seller_center",
                 "account": f"seller{grant.subject[first]}@example.com",
                 "country_user_info": [

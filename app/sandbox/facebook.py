@@ -735,6 +735,10 @@ class GraphApp:
         if len(parts) > 2 or not parts[0]:
             raise _missing(path)
         node, edge = parts[0], (parts[1] if len(parts) == 2 else None)
+        if node == "me":
+            # With a Page token, /me is that Page (reference §3.5): how a client learns which
+            # Page a token belongs to.
+            node = page.page_id
         return JSONResponse(self._dispatch(ctx, page, request.method, node, edge))
 
     def _authenticate(self, request: Request, params: dict[str, str]) -> PageToken:
@@ -789,6 +793,10 @@ class GraphApp:
                 raise GraphError(f"(#100) Unsupported post request on order {node}")
             return self._order(ctx, page, found[1], edge)
         kind, owner = known
+        if owner is not page and (method, kind, edge) == ("GET", "page", None):
+            # Like Meta, a Page's public fields can be read with any valid token, so reading
+            # /{page-id} proves nothing about whose token it is.
+            return self._page(ctx, owner)
         if owner is not page:
             raise _missing(node)
         handler = {

@@ -276,7 +276,10 @@ class LazadaSandbox:
         max_products_limit: int = 50,
         rate_limit_ban_seconds: float = 0.0,
         webhook_transport: httpx.AsyncBaseTransport | None = None,
+        country: str = "th",
     ) -> None:
+        # The seller country this gateway serves (its sellers' short codes start with it).
+        self.country = country.lower()
         # Lazada refresh tokens stay valid until they expire (only Shopee's are single use);
         # lifetimes of an app in "online" status: token 30 days, refresh 180 days.
         self.tokens = tokens or TokenRegistry(
@@ -580,7 +583,7 @@ class LazadaSandbox:
             "data": {
                 "name": lz.name,
                 "seller_id": int(lz.seller_id) if lz.seller_id.isdigit() else lz.seller_id,
-                "short_code": f"TH{lz.seller_id[-6:]}",
+                "short_code": f"{self.country.upper()}{lz.seller_id[-6:]}",
                 "email": f"seller{lz.seller_id}@example.co.th",
                 "location": "Bangkok",
                 "status": "ACTIVE",
@@ -689,15 +692,15 @@ class LazadaSandbox:
             "refresh_token": refresh.value,
             "expires_in": self.tokens.access_ttl_seconds,
             "refresh_expires_in": self.tokens.refresh_ttl_seconds,
-            "country": "th",
+            "country": self.country,
             "account_platform": "seller_center",
             "account": f"seller{seller.seller_id}@example.co.th",
             "country_user_info": [
                 {
-                    "country": "th",
+                    "country": self.country,
                     "user_id": seller.seller_id,
                     "seller_id": seller.seller_id,
-                    "short_code": f"TH{seller.seller_id[-6:]}",
+                    "short_code": f"{self.country.upper()}{seller.seller_id[-6:]}",
                 }
             ],
         }

@@ -235,12 +235,20 @@ class FacebookClient(MarketplaceClient):
     # --- shop ----------------------------------------------------------------------------
 
     async def check_shop(self) -> ShopInfo:
-        # An expired or revoked token fails this call with 190 -> ReauthRequiredError.
-        page = await self._call("GET", self.credentials.shop_id, params={"fields": "id,name"})
-        cms = await self.commerce_account_id()
+        # With a Page token, /me is the token's own Page; /{page-id} would answer for any Page
+        # (its public fields), proving nothing about whose token this is. An expired or
+        # revoked token fails this call with 190 -> ReauthRequiredError.
+        page = await self._call("GET", "me", params={"fields": "id,name"})
+        page_id = str(page.get("id") or "")
+        if not page_id:
+            raise PermanentError(
+                "Meta's /me named no Page: use a Page access token", platform=self.platform.value
+            )
+        # Another Page's token: the caller reports whose it is; its commerce account is moot.
+        cms = await self.commerce_account_id() if page_id == self.credentials.shop_id else None
         name = page.get("name")
         return ShopInfo(
-            shop_id=str(page.get("id") or self.credentials.shop_id),
+            shop_id=page_id,
             name=str(name) if name else None,
             raw={"id": page.get("id"), "name": name, "commerce_merchant_settings_id": cms},
         )

@@ -12,7 +12,7 @@ from app.platforms.errors import PermanentError
 from app.platforms.lazada.auth import LazadaAuth
 from app.platforms.lazada.client import token_pair
 from app.platforms.lazada.mapping import PLATFORM, classify_response
-from app.platforms.types import Credentials, PlatformCode
+from app.platforms.types import Credentials, PlatformCode, ShopInfo
 
 TOKEN_CREATE = "/auth/token/create"
 
@@ -43,8 +43,13 @@ class LazadaConnectFlow(ConnectFlow):
         sellers = _sellers_by_country(payload)
         if not sellers:
             raise PermanentError("Lazada's token answer named no seller", platform=PLATFORM)
-        # One token pair serves every country the seller authorized; each country's seller id
-        # is a shop of its own (its orders live on that country's gateway).
+        # A local seller is the token's `country` alone, whatever else `country_user_info`
+        # lists; a cross-border (`cb`) seller is every listed country. One token pair serves
+        # them all; each country's seller id is a shop of its own (its orders live on that
+        # country's gateway).
+        token_country = str(payload.get("country") or "").upper()
+        if token_country in sellers:
+            sellers = {token_country: sellers[token_country]}
         return [
             AuthorizedShop(
                 Credentials(
@@ -60,6 +65,19 @@ class LazadaConnectFlow(ConnectFlow):
             )
             for country, seller_id in sellers.items()
         ]
+
+    @classmethod
+    def shop_country(cls, shop: ShopInfo) -> str | None:
+        # /seller/get names no country; its short code starts with it ("TH1A2B3C").
+        short_code = str(shop.raw.get("short_code") or "")[:2].upper()
+        return short_code if short_code in LAZADA_COUNTRIES else None
+
+    # LAZADA_BASE_URL is Thailand's gateway: a shop checked there is a Thai one.
+    default_country = "TH"
+
+
+# The countries Lazada sells in, each with its own API gateway (reference §2.1).
+LAZADA_COUNTRIES = frozenset({"TH", "MY", "SG", "PH", "VN", "ID"})
 
 
 def _sellers_by_country(payload: dict[str, Any]) -> dict[str, str]:

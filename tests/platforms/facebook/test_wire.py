@@ -146,7 +146,7 @@ def orders_route(
 async def test_check_shop_signs_requests_and_reads_page_and_commerce_account(
     graph: respx.MockRouter,
 ) -> None:
-    page = graph.get(f"/{PAGE}").mock(
+    page = graph.get("/me").mock(
         return_value=httpx.Response(200, json={"id": PAGE, "name": "ร้านทดสอบ"})
     )
     info = await make_client().check_shop()
@@ -160,7 +160,7 @@ async def test_check_shop_signs_requests_and_reads_page_and_commerce_account(
 
 
 async def test_page_without_commerce_account_is_refused(graph: respx.MockRouter) -> None:
-    graph.get(f"/{PAGE}").mock(return_value=httpx.Response(200, json={"id": PAGE, "name": "x"}))
+    graph.get("/me").mock(return_value=httpx.Response(200, json={"id": PAGE, "name": "x"}))
     graph.get(f"/{PAGE}/commerce_merchant_settings").mock(
         return_value=httpx.Response(200, json={"data": []})
     )
@@ -391,7 +391,7 @@ async def test_failures_are_classified_and_only_transient_or_rate_limited_are_re
     attempts: int,
 ) -> None:
     ok = httpx.Response(200, json={"id": PAGE, "name": "Shop"})
-    route = graph.get(f"/{PAGE}").mock(side_effect=[*responses, ok])
+    route = graph.get("/me").mock(side_effect=[*responses, ok])
     if error is None:
         assert (await make_client().check_shop()).name == "Shop"
     else:
@@ -401,7 +401,7 @@ async def test_failures_are_classified_and_only_transient_or_rate_limited_are_re
 
 
 async def test_error_carries_platform_words_code_and_trace_id(graph: respx.MockRouter) -> None:
-    graph.get(f"/{PAGE}").mock(return_value=graph_error(400, 190, subcode=463))
+    graph.get("/me").mock(return_value=graph_error(400, 190, subcode=463))
     with pytest.raises(ReauthRequiredError) as caught:
         await make_client().check_shop()
     assert caught.value.code == "190/463"
@@ -413,7 +413,7 @@ async def test_error_carries_platform_words_code_and_trace_id(graph: respx.MockR
 async def test_locally_expired_token_needs_reauthorization_without_a_call(
     graph: respx.MockRouter,
 ) -> None:
-    route = graph.get(f"/{PAGE}").mock(return_value=httpx.Response(200, json={"id": PAGE}))
+    route = graph.get("/me").mock(return_value=httpx.Response(200, json={"id": PAGE}))
     client = make_client(expires=datetime.now(UTC) - timedelta(minutes=1))
     with pytest.raises(ReauthRequiredError):
         await client.check_shop()
@@ -460,7 +460,7 @@ async def test_usage_header_time_to_regain_access_sets_the_retry_delay(
 ) -> None:
     limiter = RecordingLimiter()
     events: list[tuple[str, Any]] = []
-    route = graph.get(f"/{PAGE}").mock(
+    route = graph.get("/me").mock(
         side_effect=[
             graph_error(400, 32, headers=usage_header(3)),
             graph_error(400, 4, headers={"Retry-After": "7"}),
@@ -478,7 +478,7 @@ async def test_usage_header_time_to_regain_access_sets_the_retry_delay(
 async def test_rate_limit_error_exposes_retry_after(
     graph: respx.MockRouter, sleeps: list[float]
 ) -> None:
-    graph.get(f"/{PAGE}").mock(return_value=graph_error(400, 80001, headers=usage_header(2)))
+    graph.get("/me").mock(return_value=graph_error(400, 80001, headers=usage_header(2)))
     with pytest.raises(RateLimitedError) as caught:
         await make_client(limiter=RecordingLimiter()).check_shop()
     assert caught.value.retry_after == 120.0
@@ -487,7 +487,7 @@ async def test_rate_limit_error_exposes_retry_after(
 
 async def test_usage_at_the_cap_on_success_pauses_the_connection(graph: respx.MockRouter) -> None:
     limiter = RecordingLimiter()
-    graph.get(f"/{PAGE}").mock(
+    graph.get("/me").mock(
         return_value=httpx.Response(200, json={"id": PAGE, "name": "x"}, headers=usage_header(1))
     )
     await make_client(limiter=limiter).check_shop()
