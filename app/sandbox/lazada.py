@@ -601,6 +601,15 @@ class LazadaSandbox:
                 "InvalidParameter", f"limit must be between 1 and {self.max_products_limit}"
             )
         products = lz.shop.products
+        if params.get("sku_seller_list"):
+            try:
+                wanted = json.loads(params["sku_seller_list"])
+            except ValueError:
+                raise ApiError("InvalidParameter", "sku_seller_list must be a JSON array") from None
+            if not isinstance(wanted, list):
+                raise ApiError("InvalidParameter", "sku_seller_list must be a JSON array")
+            skus = {str(sku) for sku in wanted}
+            products = [p for p in products if any(v.sku in skus for v in p.variations)]
         if filter_ == "sold-out":
             products = [p for p in products if any(v.stock == 0 for v in p.variations)]
         elif filter_ not in ("all", "live"):
