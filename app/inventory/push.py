@@ -58,12 +58,14 @@ PUSHABLE_STATUSES = (ConnectionStatus.ACTIVE, ConnectionStatus.ERROR)
 LOGICAL_REFUSALS = ("promotion", "campaign", "negative sellable", "holiday mode")
 
 # What a round takes: linked listings that are pending, and failed or drifted ones whose retry
-# is due. SKIP LOCKED: a listing a request is re-marking right now is left to the job that
-# request queues, rather than waiting on its transaction.
+# is due (once per job: a listing this job already pushed waits for a later one). SKIP LOCKED:
+# a listing a request is re-marking right now is left to the job that request queues, rather
+# than waiting on its transaction.
 _CLAIM = text(
     "WITH picked AS (SELECT l.id FROM marketplace_stock_levels l "
     "WHERE l.connection_id = :connection_id AND (l.push_status = 'pending' "
-    "OR (l.push_status IN ('failed', 'drift') AND l.push_retry_at <= now())) "
+    "OR (l.push_status IN ('failed', 'drift') AND l.push_retry_at <= now() "
+    "AND NOT l.id = ANY(CAST(:done AS bigint[])))) "
     "AND EXISTS (SELECT 1 FROM sku_mappings m WHERE m.listing_id = l.id "
     "AND m.master_sku_id IS NOT NULL) "
     "ORDER BY l.id LIMIT :limit FOR UPDATE OF l SKIP LOCKED), "
@@ -202,11 +204,12 @@ def _pushable(connection: MarketplaceConnection) -> bool:
 async def _run_batches(wc: WorkerContext, connection: MarketplaceConnection) -> int:
     policy = push_policy(wc)
     client = connection_client(wc, connection)
+    done: set[int] = set()
     pushed = 0
     try:
         for _ in range(MAX_BATCHES):
             async with wc.sessionmaker() as session:
-                claimed = await _claim(session, connection.id)
+                claimed = await _claim(session, connection.id, done)
                 await session.commit()
             if not claimed:
                 break
@@ -214,15 +217,24 @@ async def _run_batches(wc: WorkerContext, connection: MarketplaceConnection) -> 
             async with wc.sessionmaker() as session:
                 await _settle(session, connection, claimed, outcomes)
                 await session.commit()
+            done |= {listing.id for listing in claimed}
             pushed += len(claimed)
     finally:
         await client.aclose()
     return pushed
 
 
-async def _claim(session: AsyncSession, connection_id: uuid.UUID) -> list[ClaimedListing]:
+async def _claim(
+    session: AsyncSession, connection_id: uuid.UUID, done: set[int]
+) -> list[ClaimedListing]:
     rows = await session.execute(
-        _CLAIM, {"connection_id": connection_id, "limit": CLAIM_SIZE, "lease": LEASE_SECONDS}
+        _CLAIM,
+        {
+            "connection_id": connection_id,
+            "done": sorted(done),
+            "limit": CLAIM_SIZE,
+            "lease": LEASE_SECONDS,
+        },
     )
     return [
         ClaimedListing(

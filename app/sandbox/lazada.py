@@ -311,13 +311,18 @@ class LazadaSandbox:
         access_token: str | None = None,
         refresh_token: str | None = None,
         shop: SeededShop | None = None,
+        product_count: int = 20,
     ) -> dict[str, str]:
         """Add (or replace) a seller; returns the credentials a connection needs."""
         seller_id = seller_id or str(100_000_000 + secrets.randbelow(900_000_000))
         if shop is None:
             end = datetime.now(UTC)
             shop = SeededShop(
-                seed=seed, order_count=order_count, start=end - timedelta(days=days), end=end
+                seed=seed,
+                order_count=order_count,
+                start=end - timedelta(days=days),
+                end=end,
+                product_count=product_count,
             )
         app_key = app_key or str(100_000 + secrets.randbelow(900_000))
         app_secret = app_secret or secrets.token_hex(16)
@@ -736,6 +741,7 @@ class LazadaSandbox:
                 days=float(body.get("days", 60)),
                 seller_id=str(body["shopId"]) if body.get("shopId") else None,
                 name=body.get("shopName"),
+                product_count=int(body.get("productCount", 20)),
             )
         except ApiError as error:
             return self._error(error)
