@@ -46,8 +46,9 @@ logger = logging.getLogger("app.inventory.push")
 CLAIM_SIZE = 500
 # Claims per job; a connection still busy after that is handed to a fresh job.
 MAX_BATCHES = 20
-# A claim outlives the slowest batch (500 Shopee items at 10 calls/s, then the read-back).
-LEASE_SECONDS = 300
+# A claim past its lease is the sweep's to re-queue; a round still running then only costs the
+# sweep's job a look at the lock, so the lease need not outlast the slowest batch.
+LEASE_SECONDS = 60
 # Pushes and read-backs per figure before a failing or drifting listing is left flagged.
 PUSH_MAX_ATTEMPTS = 10
 # Connections whose pushes run; every other status (disconnected, re-authorization, a
