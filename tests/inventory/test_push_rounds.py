@@ -233,3 +233,26 @@ async def test_a_push_the_platform_refuses_for_good_is_not_retried_until_the_fig
     assert lazada.calls[LAZADA_STOCK_UPDATE] == calls + 2
     assert await push_state(session_factory, connection_id) == ("ok", 0, False)
     assert sandbox_stock(sandbox, "lazada", credentials["shopId"], SKU) == 6
+
+
+async def test_a_figure_set_while_a_round_pushes_the_previous_one_is_pushed_after_it(
+    stock_api: httpx.AsyncClient, sandbox: RunningSandbox, worker: None
+) -> None:
+    connection, credentials = await connect(stock_api, sandbox, "lazada")
+    await sync_products(stock_api, connection)
+    await settled(stock_api)
+    lazada = sandbox.sandboxes.lazada
+    before = lazada.calls[LAZADA_STOCK_UPDATE]
+    lazada.faults.latency_seconds = 0.3
+    await set_stock(stock_api, available=30)
+    await eventually(lambda: lazada.calls[LAZADA_STOCK_UPDATE] > before)
+
+    await set_stock(stock_api, available=31)  # while 30 is on its way
+
+    lazada.faults.latency_seconds = 0.0
+    row = await settled(stock_api)
+    assert row["listings"][0]["pushStatus"] == "ok"
+    assert row["listings"][0]["pushedStock"] == 31
+    assert sandbox_stock(sandbox, "lazada", credentials["shopId"], SKU) == 31
+    pushed = [e["quantity"] for e in await ledger(stock_api) if e["kind"] == "push"]
+    assert pushed[-2:] == [30, 31]
