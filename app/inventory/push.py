@@ -49,6 +49,8 @@ MAX_BATCHES = 20
 # A claim past its lease is the sweep's to re-queue; a round still running then only costs the
 # sweep's job a look at the lock, so the lease need not outlast the slowest batch.
 LEASE_SECONDS = 60
+# The soonest a round queued for a retry starts.
+MIN_RETRY_DEFER_SECONDS = 0.1
 # Pushes and read-backs per figure before a failing or drifting listing is left flagged.
 PUSH_MAX_ATTEMPTS = 10
 # Connections whose pushes run; every other status (disconnected, re-authorization, a
@@ -107,9 +109,11 @@ _WAITING = text(
     "LIMIT 1 FOR UPDATE OF l SKIP LOCKED"
 )
 _NEXT_RETRY = text(
-    "SELECT EXTRACT(EPOCH FROM min(push_retry_at)) AS due, EXTRACT(EPOCH FROM now()) AS now "
-    "FROM marketplace_stock_levels WHERE connection_id = :connection_id "
-    "AND push_status IN ('failed', 'drift') AND push_retry_at IS NOT NULL"
+    "SELECT EXTRACT(EPOCH FROM min(l.push_retry_at)) AS due, EXTRACT(EPOCH FROM now()) AS now "
+    "FROM marketplace_stock_levels l WHERE l.connection_id = :connection_id "
+    "AND l.push_status IN ('failed', 'drift') AND l.push_retry_at IS NOT NULL "
+    "AND EXISTS (SELECT 1 FROM sku_mappings m WHERE m.listing_id = l.id "
+    "AND m.master_sku_id IS NOT NULL)"
 )
 
 
@@ -393,13 +397,14 @@ async def _follow_up(wc: WorkerContext, connection_id: uuid.UUID) -> None:
             row = (await session.execute(_NEXT_RETRY, {"connection_id": connection_id})).one()
             if row.due is not None:
                 due = float(row.due)
-                # One job per due time however many rounds ask for it; a little after it,
-                # since the claim compares with the database's clock.
+                # One job per due time however many rounds ask for it. Never at once: a retry
+                # already due was either pushed by this job (the next one takes it) or is
+                # row-locked by a request, which queues its own job.
                 enqueue(
                     session,
                     PUSH_JOB,
                     str(connection_id),
                     dedupe_key=f"{PUSH_JOB}:{connection_id}:due:{round(due * 1000)}",
-                    defer_seconds=max(0.0, due - float(row.now)) + 0.01,
+                    defer_seconds=max(MIN_RETRY_DEFER_SECONDS, due - float(row.now) + 0.01),
                 )
         await session.commit()
