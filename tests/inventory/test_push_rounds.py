@@ -256,3 +256,39 @@ async def test_a_figure_set_while_a_round_pushes_the_previous_one_is_pushed_afte
     assert sandbox_stock(sandbox, "lazada", credentials["shopId"], SKU) == 31
     pushed = [e["quantity"] for e in await ledger(stock_api) if e["kind"] == "push"]
     assert pushed[-2:] == [30, 31]
+
+
+async def test_the_sweep_takes_a_listing_left_pending_past_its_lease(
+    stock_api: httpx.AsyncClient,
+    sandbox: RunningSandbox,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    job_context: dict[str, Any],
+    redis: ArqRedis,
+) -> None:
+    async with stock_worker(settings):
+        connection, credentials = await connect(stock_api, sandbox, "lazada")
+        await sync_products(stock_api, connection)
+        await settled(stock_api)
+    connection_id = connection["id"]
+    await set_stock(stock_api, available=12)
+    await eventually(lambda: _push_job_queued(redis, connection_id))
+    await redis.flushdb()  # the job is lost
+
+    # Within its lease a pending listing is a round's (or its job's) to push, not the sweep's.
+    assert await sweep_pending_pushes(job_context) == 0  # type: ignore[arg-type]
+    async with session_factory() as session:
+        await session.execute(
+            text(
+                "UPDATE marketplace_stock_levels SET push_lease_until = now() - interval '1 s' "
+                "WHERE connection_id = :c AND push_status = 'pending'"
+            ),
+            {"c": connection_id},
+        )
+        await session.commit()
+    assert await sweep_pending_pushes(job_context) == 1  # type: ignore[arg-type]
+    await eventually(lambda: _push_job_queued(redis, connection_id))
+    await push_stock(job_context, connection_id)  # type: ignore[arg-type]
+
+    assert await push_state(session_factory, connection_id) == ("ok", 0, False)
+    assert sandbox_stock(sandbox, "lazada", credentials["shopId"], SKU) == 12
