@@ -1,5 +1,5 @@
-"""Stock jobs: pushes per connection, the sweep that re-queues pushes a lost job left
-pending, and the nightly recompute of the counters."""
+"""Stock jobs: push rounds per connection, the sweep that re-queues pushes a lost job left
+pending or whose retry fell due, and the nightly recompute of the counters."""
 
 from __future__ import annotations
 
@@ -10,13 +10,24 @@ from arq import cron, func
 from sqlalchemy import text
 
 from app.inventory.outbox import install_job_sender
-from app.inventory.push import push_connection
+from app.inventory.push import PUSHABLE_STATUSES, push_connection
 from app.inventory.recompute import recompute_counters
-from app.inventory.requests import PUSH_JOB, push_job_id
+from app.inventory.requests import PUSH_JOB, queue_push_jobs
 from app.worker_context import JobContext, arq_job
 
-# Pending this long with no push job is taken as a lost job (pushes normally start at once).
-SWEEP_AFTER_SECONDS = 10
+# Connections of pushable status with listings that a round should take now: pending past
+# their lease (no round claimed them in time, or the round died), or failed transiently or
+# drifted with their retry due. A refused listing has no retry time and is left alone.
+_DUE_CONNECTIONS = text(
+    "SELECT DISTINCT l.connection_id FROM marketplace_stock_levels l "
+    "JOIN marketplace_connections c ON c.id = l.connection_id "
+    "WHERE c.is_active AND c.status = ANY(CAST(:statuses AS text[])) "
+    "AND ((l.push_status = 'pending' AND (l.push_lease_until IS NULL "
+    "OR l.push_lease_until < now())) "
+    "OR (l.push_status IN ('failed', 'drift') AND l.push_retry_at <= now())) "
+    "AND EXISTS (SELECT 1 FROM sku_mappings m WHERE m.listing_id = l.id "
+    "AND m.master_sku_id IS NOT NULL)"
+)
 
 
 async def push_stock(ctx: JobContext, connection_id: str) -> int:
@@ -25,23 +36,16 @@ async def push_stock(ctx: JobContext, connection_id: str) -> int:
 
 
 async def sweep_pending_pushes(ctx: JobContext) -> int:
-    """Cron: queue a push for every connection with listings left pending; the job id
-    coalesces with one already queued."""
+    """Cron: queue a push round for every connection with listings left pending past their
+    lease or with a failed or drifted push due for its retry; returns how many."""
     install_job_sender(ctx["redis"])
     async with ctx["app"].sessionmaker() as session:
         rows = await session.execute(
-            text(
-                "SELECT DISTINCT connection_id FROM marketplace_stock_levels "
-                "WHERE push_status = 'pending' AND (last_push_at IS NULL "
-                "OR last_push_at < now() - make_interval(secs => :after))"
-            ),
-            {"after": SWEEP_AFTER_SECONDS},
+            _DUE_CONNECTIONS, {"statuses": [str(status) for status in PUSHABLE_STATUSES]}
         )
-        connections = [row.connection_id for row in rows]
-    for connection_id in connections:
-        await ctx["redis"].enqueue_job(
-            PUSH_JOB, str(connection_id), _job_id=push_job_id(connection_id)
-        )
+        connections = {row.connection_id for row in rows}
+        queue_push_jobs(session, connections, defer_seconds=0.0)
+        await session.commit()
     return len(connections)
 
 

@@ -36,6 +36,12 @@ class MarketplaceStockLevel(Base):
             "connection_id",
             postgresql_where=text("push_status = 'pending'"),
         ),
+        # The sweep's queue: failed or drifted pushes waiting for their next attempt.
+        Index(
+            "ix_marketplace_stock_levels_push_retry_at",
+            "push_retry_at",
+            postgresql_where=text("push_retry_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -68,3 +74,8 @@ class MarketplaceStockLevel(Base):
     push_seq: Mapped[int] = mapped_column(BigInteger, server_default="0")
     pushed_seq: Mapped[int] = mapped_column(BigInteger, server_default="0")
     push_attempts: Mapped[int] = mapped_column(server_default="0")
+    # Until when a pending listing is a push round's to settle (or, before any round claimed it,
+    # by when one should have): past it, the sweep queues another round.
+    push_lease_until: Mapped[datetime | None]
+    # When a transiently failed or drifted push is tried again; NULL when it is not retried.
+    push_retry_at: Mapped[datetime | None]

@@ -105,6 +105,32 @@ class StockResult:
     sku: str
     ok: bool
     message: str | None = None
+    # A failure worth another try later (an outage, a rate limit, a batch not yet confirmed),
+    # unlike a refusal of the item itself, which no retry fixes.
+    retryable: bool = False
+    retry_after: float | None = None
+
+    @classmethod
+    def failed(cls, sku: str, error: MarketplaceError, message: str | None = None) -> StockResult:
+        """The update of `sku` failed with `error`, in the platform's words."""
+        return cls(
+            sku,
+            False,
+            message or error.message,
+            retryable=error.retryable,
+            retry_after=error.retry_after if isinstance(error, RateLimitedError) else None,
+        )
+
+
+ListingKey = tuple[str, str]  # (external product id, external variation id or "")
+
+
+def stock_by_listing(products: Sequence[NormalizedProduct]) -> dict[ListingKey, int | None]:
+    return {
+        (product.external_product_id, variation.external_variation_id or ""): variation.stock
+        for product in products
+        for variation in product.variations
+    }
 
 
 class MarketplaceClient(ABC):
@@ -163,6 +189,15 @@ class MarketplaceClient(ABC):
     @abstractmethod
     async def update_stock(self, updates: Sequence[StockUpdate]) -> list[StockResult]:
         """Set sellable stock per SKU; one result per update, never a silent partial success."""
+
+    async def read_stock(self, updates: Sequence[StockUpdate]) -> dict[ListingKey, int | None]:
+        """The stock the platform shows now for the listings of `updates` (the read-back of a
+        push), keyed by (product id, variation id or ""). Platforms that read single items
+        override this; the fallback reads the whole catalogue."""
+        stock: dict[ListingKey, int | None] = {}
+        async for page in self.iter_products():
+            stock.update(stock_by_listing(page))
+        return stock
 
     async def refresh_tokens(self, credentials: Credentials) -> TokenPair:
         """Exchange the refresh token for a new pair. Platforms without one must re-authorize."""

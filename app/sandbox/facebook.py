@@ -18,7 +18,7 @@ import json
 import math
 import secrets
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -232,6 +232,7 @@ class FacebookSandbox:
     inline_items_limit: int = 25  # Graph's default page size for an expanded edge
     webhook_client: httpx.AsyncClient | None = None
     post_paths: list[str] = field(default_factory=list)  # every Graph POST, for tests
+    calls: Counter[str] = field(default_factory=Counter)  # Graph calls per edge, for tests
     _nodes: dict[str, tuple[str, SandboxPage]] = field(default_factory=dict, repr=False)
     _ordinals: dict[int, SandboxPage] = field(default_factory=dict, repr=False)
     _windows: OrderedDict[tuple[Any, ...], list[SeedOrder]] = field(
@@ -521,6 +522,21 @@ def render_products(page: SandboxPage) -> list[dict[str, Any]]:
 # --- request parsing ---------------------------------------------------------------------------
 
 
+def parse_retailer_filter(text: str) -> set[str]:
+    """The catalog `filter` rule this sandbox knows: `{"retailer_id": {"is_any": [...]}}` or
+    `{"retailer_id": {"eq": "..."}}`."""
+    try:
+        rule = json.loads(text)
+    except ValueError:
+        rule = None
+    condition = rule.get("retailer_id") if isinstance(rule, dict) and len(rule) == 1 else None
+    if isinstance(condition, dict) and isinstance(condition.get("is_any"), list):
+        return {str(value) for value in condition["is_any"]}
+    if isinstance(condition, dict) and isinstance(condition.get("eq"), str):
+        return {condition["eq"]}
+    raise GraphError("(#100) Param filter must be a retailer_id rule (is_any or eq) here")
+
+
 def parse_fields(text: str) -> Fields:
     """`a,b{c,d.limit(5)},e` -> {"a": None, "b": {"c": None, "d": None}, "e": None}."""
     fields, rest = _parse_fields(text.replace(" ", ""), 0)
@@ -735,6 +751,7 @@ class GraphApp:
         if len(parts) > 2 or not parts[0]:
             raise _missing(path)
         node, edge = parts[0], (parts[1] if len(parts) == 2 else None)
+        self.state.calls[edge or "node"] += 1
         if node == "me":
             # With a Page token, /me is that Page (reference §3.5): how a client learns which
             # Page a token belongs to.
@@ -881,7 +898,11 @@ class GraphApp:
 
     def _products(self, ctx: GraphContext, page: SandboxPage) -> dict[str, Any]:
         fields = parse_fields(ctx.params.get("fields") or "id")
-        rows = [select(p, fields, PRODUCT_FIELDS, "ProductItem") for p in render_products(page)]
+        products = render_products(page)
+        if ctx.params.get("filter"):
+            wanted = parse_retailer_filter(ctx.params["filter"])
+            products = [p for p in products if p["retailer_id"] in wanted]
+        rows = [select(p, fields, PRODUCT_FIELDS, "ProductItem") for p in products]
         return ctx.listing(ctx.path, rows, ctx.offset(), page_limit(ctx.params))
 
     def _items_batch(self, ctx: GraphContext, page: SandboxPage) -> dict[str, Any]:

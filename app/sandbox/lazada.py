@@ -314,13 +314,18 @@ class LazadaSandbox:
         access_token: str | None = None,
         refresh_token: str | None = None,
         shop: SeededShop | None = None,
+        product_count: int = 20,
     ) -> dict[str, str]:
         """Add (or replace) a seller; returns the credentials a connection needs."""
         seller_id = seller_id or str(100_000_000 + secrets.randbelow(900_000_000))
         if shop is None:
             end = datetime.now(UTC)
             shop = SeededShop(
-                seed=seed, order_count=order_count, start=end - timedelta(days=days), end=end
+                seed=seed,
+                order_count=order_count,
+                start=end - timedelta(days=days),
+                end=end,
+                product_count=product_count,
             )
         app_key = app_key or str(100_000 + secrets.randbelow(900_000))
         app_secret = app_secret or secrets.token_hex(16)
@@ -604,6 +609,15 @@ class LazadaSandbox:
                 "InvalidParameter", f"limit must be between 1 and {self.max_products_limit}"
             )
         products = lz.shop.products
+        if params.get("sku_seller_list"):
+            try:
+                wanted = json.loads(params["sku_seller_list"])
+            except ValueError:
+                raise ApiError("InvalidParameter", "sku_seller_list must be a JSON array") from None
+            if not isinstance(wanted, list):
+                raise ApiError("InvalidParameter", "sku_seller_list must be a JSON array")
+            skus = {str(sku) for sku in wanted}
+            products = [p for p in products if any(v.sku in skus for v in p.variations)]
         if filter_ == "sold-out":
             products = [p for p in products if any(v.stock == 0 for v in p.variations)]
         elif filter_ not in ("all", "live"):
@@ -730,6 +744,7 @@ class LazadaSandbox:
                 days=float(body.get("days", 60)),
                 seller_id=str(body["shopId"]) if body.get("shopId") else None,
                 name=body.get("shopName"),
+                product_count=int(body.get("productCount", 20)),
             )
         except ApiError as error:
             return self._error(error)

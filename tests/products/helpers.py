@@ -66,9 +66,14 @@ async def run_stock_burst(settings: Settings) -> None:
 
 
 async def connect(
-    api: httpx.AsyncClient, sandbox: RunningSandbox, platform: str, user: str = "seller-1"
+    api: httpx.AsyncClient,
+    sandbox: RunningSandbox,
+    platform: str,
+    user: str = "seller-1",
+    **shop: Any,
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    credentials = await create_sandbox_shop(sandbox, platform)
+    """A new sandbox shop (`shop`: its control parameters, e.g. productCount) connected."""
+    credentials = await create_sandbox_shop(sandbox, platform, **shop)
     response = await api.post(
         "/api/marketplace/connections",
         json=connection_body(user, platform, credentials),

@@ -21,11 +21,13 @@ import httpx
 
 from app.platforms.base import (
     ClientConfig,
+    ListingKey,
     MarketplaceClient,
     OrderFailure,
     OrderPage,
     StockResult,
     TokenStore,
+    stock_by_listing,
 )
 from app.platforms.errors import (
     AuthError,
@@ -403,6 +405,21 @@ class FacebookClient(MarketplaceClient):
         for start in range(0, len(products), self.page_size):
             yield products[start : start + self.page_size]
 
+    async def read_stock(self, updates: Sequence[StockUpdate]) -> dict[ListingKey, int | None]:
+        """Only the pushed items: the catalog's products edge filtered by retailer id (the
+        seller SKU), a page of ids a call."""
+        skus = sorted({u.sku for u in updates if u.sku})
+        if not skus:
+            return {}
+        catalog = await self.catalog_id()
+        items: list[dict[str, Any]] = []
+        for start in range(0, len(skus), self.page_size):
+            rule = {"retailer_id": {"is_any": skus[start : start + self.page_size]}}
+            params = {"fields": PRODUCT_FIELDS, "limit": self.page_size, "filter": json.dumps(rule)}
+            async for data, _ in self._pages(f"{catalog}/products", params):
+                items.extend(data)
+        return stock_by_listing(map_products(items))
+
     async def update_stock(self, updates: Sequence[StockUpdate]) -> list[StockResult]:
         results: dict[int, StockResult] = {}
         valid: list[tuple[int, StockUpdate]] = []
@@ -439,7 +456,7 @@ class FacebookClient(MarketplaceClient):
         except ReauthRequiredError:
             raise
         except MarketplaceError as exc:
-            return {i: StockResult(u.sku, False, exc.message) for i, u in chunk}
+            return {i: StockResult.failed(u.sku, exc) for i, u in chunk}
         rejected = _validation_errors(payload)
         handles = payload.get("handles")
         handle = str(handles[0]) if isinstance(handles, list) and handles else None
@@ -452,12 +469,17 @@ class FacebookClient(MarketplaceClient):
             if update.sku in rejected:
                 out[index] = StockResult(update.sku, False, rejected[update.sku])
             elif handle is None:
-                out[index] = StockResult(update.sku, False, "Meta ingested nothing (no handle)")
+                out[index] = StockResult(
+                    update.sku, False, "Meta ingested nothing (no handle)", retryable=True
+                )
             elif update.sku in invalid:
                 out[index] = StockResult(update.sku, False, invalid[update.sku])
             elif not finished:
                 out[index] = StockResult(
-                    update.sku, False, "Meta has not finished the batch; stock not confirmed"
+                    update.sku,
+                    False,
+                    "Meta has not finished the batch; stock not confirmed",
+                    retryable=True,
                 )
             else:
                 out[index] = StockResult(update.sku, True)

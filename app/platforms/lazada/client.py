@@ -9,6 +9,7 @@ without a code change: `items_batch_size` (ids per `/orders/items/get`), `produc
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 from xml.sax.saxutils import escape
 
-from app.platforms.base import MarketplaceClient, OrderFailure, OrderPage, StockResult
+from app.platforms.base import (
+    ListingKey,
+    MarketplaceClient,
+    OrderFailure,
+    OrderPage,
+    StockResult,
+    stock_by_listing,
+)
 from app.platforms.errors import (
     AuthError,
     MarketplaceError,
@@ -431,12 +439,29 @@ class LazadaClient(MarketplaceClient):
     # --- products and stock --------------------------------------------------------------
 
     async def iter_products(self) -> AsyncIterator[list[NormalizedProduct]]:
+        async for page in self._product_pages({"filter": "all"}):
+            yield page
+
+    async def read_stock(self, updates: Sequence[StockUpdate]) -> dict[ListingKey, int | None]:
+        """Only the pushed SKUs: `/products/get` filtered by `sku_seller_list`, a page of
+        SKUs a call."""
+        skus = sorted({u.sku for u in updates if u.sku})
+        stock: dict[ListingKey, int | None] = {}
+        for chunk in _chunks(skus, self.products_page_size):
+            params = {"filter": "all", "sku_seller_list": json.dumps(list(chunk))}
+            async for page in self._product_pages(params):
+                stock.update(stock_by_listing(page))
+        return stock
+
+    async def _product_pages(
+        self, params: Mapping[str, str]
+    ) -> AsyncIterator[list[NormalizedProduct]]:
         offset = 0
         while True:
             payload = await self._call(
                 "GET",
                 "/products/get",
-                {"filter": "all", "offset": str(offset), "limit": str(self.products_page_size)},
+                {**params, "offset": str(offset), "limit": str(self.products_page_size)},
             )
             data = payload.get("data")
             raw = data.get("products") if isinstance(data, Mapping) else None
@@ -469,7 +494,7 @@ class LazadaClient(MarketplaceClient):
                 await self._stock_batch(list(batch), results)
             except ReauthRequiredError as exc:
                 for index, update in indexed[number * self.stock_batch_size :]:
-                    results[index] = StockResult(update.sku, False, exc.message)
+                    results[index] = StockResult.failed(update.sku, exc)
                 break
         return [results[index] for index, _ in indexed]
 
@@ -490,8 +515,13 @@ class LazadaClient(MarketplaceClient):
                     if sku:
                         reasons[str(sku)] = str(row.get("message") or exc.message)
             named = [(i, u) for i, u in batch if u.sku in reasons]
-            for index, update in named or batch:
-                results[index] = StockResult(update.sku, False, reasons.get(update.sku, str(exc)))
+            if named:
+                # Lazada named these SKUs: a refusal of the items, not of the call.
+                for index, update in named:
+                    results[index] = StockResult(update.sku, False, reasons[update.sku])
+            else:
+                for index, update in batch:
+                    results[index] = StockResult.failed(update.sku, exc, str(exc))
             if named and len(named) < len(batch):
                 await self._stock_batch([b for b in batch if b[1].sku not in reasons], results)
             return

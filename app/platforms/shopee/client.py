@@ -10,7 +10,14 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-from app.platforms.base import MarketplaceClient, OrderFailure, OrderPage, StockResult
+from app.platforms.base import (
+    ListingKey,
+    MarketplaceClient,
+    OrderFailure,
+    OrderPage,
+    StockResult,
+    stock_by_listing,
+)
 from app.platforms.errors import (
     AuthError,
     MarketplaceError,
@@ -430,6 +437,16 @@ class ShopeeClient(MarketplaceClient):
 
     # --- stock ---------------------------------------------------------------------------
 
+    async def read_stock(self, updates: Sequence[StockUpdate]) -> dict[ListingKey, int | None]:
+        """Only the pushed items: get_item_base_info 50 ids a call, get_model_list per item
+        with models (the reference's read-back calls)."""
+        ids = {u.external_product_id or "" for u in updates}
+        item_ids = sorted(int(item_id) for item_id in ids if item_id.isdigit())
+        if not item_ids:
+            return {}
+        semaphore = asyncio.Semaphore(self.config.tuning.detail_concurrency)
+        return stock_by_listing(await self._products(item_ids, semaphore))
+
     async def _sku_index(self) -> dict[str, tuple[str, str]]:
         index: dict[str, tuple[str, str]] = {}
         async for products in self.iter_products():
@@ -485,7 +502,7 @@ class ShopeeClient(MarketplaceClient):
         except AuthError:
             raise
         except MarketplaceError as exc:
-            return {p: StockResult(updates[p].sku, False, exc.message) for p, _ in chunk}
+            return {p: StockResult.failed(updates[p].sku, exc) for p, _ in chunk}
         answer = self._response(payload, UPDATE_STOCK)
         succeeded = {
             int(entry["model_id"])
@@ -505,5 +522,7 @@ class ShopeeClient(MarketplaceClient):
             elif model_id in succeeded:
                 results[position] = StockResult(sku, True)
             else:
-                results[position] = StockResult(sku, False, "Shopee did not confirm the update")
+                results[position] = StockResult(
+                    sku, False, "Shopee did not confirm the update", retryable=True
+                )
         return results
