@@ -259,6 +259,14 @@ def cmd_token(args: argparse.Namespace) -> None:
     from app.auth import issue_token
 
     settings = get_settings()
+    max_ttl = settings.auth_max_token_ttl_seconds
+    if args.ttl.total_seconds() > max_ttl:
+        # The API would refuse such a token (401), so none is printed.
+        _fail(
+            f"--ttl ({int(args.ttl.total_seconds())} s) is longer than "
+            f"AUTH_MAX_TOKEN_TTL_SECONDS ({max_ttl} s), "
+            "which the API enforces; use a shorter --ttl or raise that setting"
+        )
     common = {"audience": settings.auth_jwt_audience, "issuer": settings.auth_jwt_issuer}
     if args.private_key:
         key = Path(args.private_key).read_text()
@@ -364,6 +372,9 @@ _SETTING_HELP = {
     "AUTH_JWT_PUBLIC_KEY": "RS256 public key (PEM) instead of AUTH_JWT_SECRET",
     "AUTH_JWT_AUDIENCE": "required `aud` of tokens, checked when set",
     "AUTH_JWT_ISSUER": "required `iss` of tokens, checked when set",
+    "AUTH_MAX_TOKEN_TTL_SECONDS": "tokens whose exp lies further ahead are refused (401); "
+    "`token --ttl` stays within it",
+    "METRICS_TOKEN": "bearer token /metrics then requires; it also adds the lag per connection",
     "CREDENTIALS_ENCRYPTION_KEYS": "comma-separated Fernet keys; the first encrypts "
     "(generated in embedded mode)",
     "CORS_ORIGINS": "comma-separated origins of the frontend",
@@ -500,6 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
         _environment_help(
             [
                 *("AUTH_JWT_SECRET", "AUTH_JWT_PUBLIC_KEY", "AUTH_JWT_AUDIENCE", "AUTH_JWT_ISSUER"),
+                "AUTH_MAX_TOKEN_TTL_SECONDS",
                 *("DATABASE_URL", "REDIS_URL", "OMNI_DATA_DIR"),
             ],
             note="With neither URL set, the secret comes from OMNI_DATA_DIR/secrets.json.",
@@ -507,7 +519,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--user", required=True, help="user id, the token's `sub`")
     token.add_argument(
-        "--ttl", type=parse_ttl, default="1h", help="lifetime: a number and s, m, h or d"
+        "--ttl",
+        type=parse_ttl,
+        default="1h",
+        help="lifetime: a number and s, m, h or d; at most AUTH_MAX_TOKEN_TTL_SECONDS",
     )
     token.add_argument(
         "--private-key", metavar="FILE", help="PEM private key to sign with (RS256 set-ups)"
