@@ -548,8 +548,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Run the API. With neither DATABASE_URL nor REDIS_URL set (embedded mode) it also\n"
         "starts PostgreSQL and Redis in OMNI_DATA_DIR, applies the migrations and runs one\n"
         "worker; SIGINT (Ctrl-C), SIGTERM and SIGHUP stop all of it. One `serve` per data\n"
-        "folder: a second one exits at once. With both URLs set: the API only (run `migrate`\n"
-        "and `worker` on their own).",
+        "folder: a second one exits at once. A PostgreSQL or Redis that stops is restarted\n"
+        "(after 0.5 s, doubling to 10 s); the sixth stop within 5 minutes ends `serve` with\n"
+        "exit status 3. With both URLs set: the API only (run `migrate` and `worker` on\n"
+        "their own). A port in use is exit status 1 before anything starts.",
         _environment_help(),
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -567,8 +569,10 @@ def build_parser() -> argparse.ArgumentParser:
     command(
         "migrate",
         "apply the database migrations",
-        "Bring the database schema up to date (alembic upgrade head).",
-        _environment_help(["DATABASE_URL"]),
+        "Bring the database schema up to date (alembic upgrade head). In embedded mode it\n"
+        "migrates the database of the `serve` running on OMNI_DATA_DIR, or, when none runs,\n"
+        "starts the folder's PostgreSQL for the migration and stops it after.",
+        _environment_help(["DATABASE_URL", "REDIS_URL", "OMNI_DATA_DIR"]),
     ).set_defaults(func=cmd_migrate)
 
     token = command(
