@@ -34,6 +34,7 @@ class TokenVerifier:
             raise RuntimeError("Set AUTH_JWT_SECRET (HS256) or AUTH_JWT_PUBLIC_KEY (RS256)")
         self.audience = settings.auth_jwt_audience
         self.issuer = settings.auth_jwt_issuer
+        self.max_ttl_seconds = settings.auth_max_token_ttl_seconds
         self._verified: dict[str, tuple[str, float]] = {}
 
     def subject(self, token: str) -> str:
@@ -63,6 +64,12 @@ class TokenVerifier:
             raise UnauthorizedError("The bearer token has expired") from exc
         except jwt.PyJWTError as exc:
             raise UnauthorizedError("The bearer token is invalid") from exc
+        expires = float(claims["exp"])
+        if expires - time.time() > self.max_ttl_seconds + LEEWAY_SECONDS:
+            raise UnauthorizedError(
+                "The bearer token expires too far ahead (more than AUTH_MAX_TOKEN_TTL_SECONDS, "
+                f"{self.max_ttl_seconds} s); issue one with a shorter lifetime"
+            )
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise UnauthorizedError("The bearer token has no subject")
@@ -71,7 +78,7 @@ class TokenVerifier:
                 f"The bearer token's subject is not a valid user id (at most "
                 f"{MAX_SUBJECT_LENGTH} characters of valid text without NUL)"
             )
-        return subject, float(claims["exp"]) + LEEWAY_SECONDS
+        return subject, expires + LEEWAY_SECONDS
 
 
 def issue_token(

@@ -5,19 +5,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import re
 import signal
+import socket
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from app.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from app.embedded import Supervisor
 
 logger = logging.getLogger("app.cli")
 
@@ -115,18 +120,41 @@ def _say(message: str) -> None:
         print(message, flush=True)
 
 
+def _require_free_port(host: str, port: int) -> None:
+    """One plain line and exit 1 when the address cannot be listened on, before anything is
+    started or any folder is made (uvicorn only finds out after the services are up)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            # As uvicorn binds: a port whose old connections wait in TIME_WAIT is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            reason = "the address is already in use (another program listens there); "
+            reason += "stop it or choose another --port"
+        else:
+            reason = error.strerror or str(error)
+        _fail(f"cannot listen on {host}:{port}: {reason}", code=1)
+    except OverflowError:
+        _fail(f"cannot listen on {host}:{port}: a port is 0 to 65535", code=1)
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     settings = get_settings()
     _require_both_urls(settings)
+    _require_free_port(args.host, args.port)
     stop = StopRequest()
     stop.install()
     if not settings.embedded:
         _require_secrets(settings)
-        asyncio.run(_serve(settings, args.host, args.port, stop, with_worker=False))
+        asyncio.run(_serve(settings, args.host, args.port, stop))
         _say("Stopped API.")
         return
 
-    from app.embedded import DataFolderInUse, EmbeddedServices
+    from app.embedded import GIVE_UP_EXIT_STATUS, DataFolderInUse, EmbeddedServices, Supervisor
 
     data_dir = settings.data_dir.resolve()
     services = EmbeddedServices(data_dir)
@@ -134,6 +162,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         services.claim_folder()
     except DataFolderInUse as error:
         _fail(str(error), code=1)
+    gave_up: str | None = None
     try:
         _say(f"Starting embedded PostgreSQL and Redis in {data_dir} ...")
         database_url, redis_url = services.start()
@@ -147,17 +176,28 @@ def cmd_serve(args: argparse.Namespace) -> None:
         if not stop.requested:
             run_migrations(database_url)
         if not stop.requested:
-            asyncio.run(_serve(settings, args.host, args.port, stop, with_worker=True))
+            supervisor = Supervisor(services, report=_say)
+            gave_up = asyncio.run(_serve(settings, args.host, args.port, stop, supervisor))
     finally:
         if stop.requested:
             _say(f"Received {stop.signal_name}; stopping Redis and PostgreSQL ...")
+        elif gave_up:
+            _say(f"{gave_up}; stopping ...")
         services.stop()
         _say("Stopped API, worker, Redis and PostgreSQL.")
+    if gave_up:
+        _fail(gave_up, code=GIVE_UP_EXIT_STATUS)
 
 
 async def _serve(
-    settings: Settings, host: str, port: int, stop: StopRequest, *, with_worker: bool
-) -> None:
+    settings: Settings,
+    host: str,
+    port: int,
+    stop: StopRequest,
+    supervisor: Supervisor | None = None,
+) -> str | None:
+    """The API, and in embedded mode (with a supervisor) one worker and the watch over
+    PostgreSQL and Redis. Returns why the supervisor gave up, if it did."""
     import uvicorn
 
     from app.logging import configure_logging
@@ -183,10 +223,20 @@ async def _serve(
             server.force_exit = True  # a second signal: do not wait for open connections
 
     stop.attach(asyncio.get_running_loop(), on_signal)
+    with_worker = supervisor is not None
     worker_task = None
-    if with_worker:
+    watch: asyncio.Task[str | None] | None = None
+    if supervisor is not None:
         worker_task = asyncio.create_task(run_worker_until_stopped(settings, worker_stop))
         worker_task.add_done_callback(_log_worker_failure)
+        watch = asyncio.create_task(supervisor.run(worker_stop))
+
+        def give_up(task: asyncio.Task[str | None]) -> None:
+            if not task.cancelled() and task.exception() is None and task.result():
+                server.should_exit = True
+                worker_stop.set()
+
+        watch.add_done_callback(give_up)
 
     async def announce() -> None:
         while not server.started:
@@ -207,6 +257,13 @@ async def _serve(
         if worker_task is not None:
             await asyncio.gather(worker_task, return_exceptions=True)
         stop.detach()
+    if watch is None:
+        return None
+    outcome = (await asyncio.gather(watch, return_exceptions=True))[0]
+    if isinstance(outcome, BaseException):
+        logger.error("the embedded supervisor stopped", exc_info=outcome)
+        return None
+    return outcome
 
 
 def _log_worker_failure(task: asyncio.Task[None]) -> None:
@@ -237,8 +294,19 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
 def cmd_migrate(args: argparse.Namespace) -> None:
     settings = get_settings()
+    if settings.embedded:
+        from app.embedded import embedded_database
+
+        # The running `serve`'s database, or the folder's PostgreSQL started for this alone.
+        try:
+            with embedded_database(settings.data_dir.resolve()) as database_url:
+                run_migrations(database_url)
+        except RuntimeError as error:
+            _fail(str(error), code=1)
+        print("Migrations applied.")
+        return
     if not settings.database_url:
-        _fail("DATABASE_URL is not set")
+        _fail("DATABASE_URL is not set (with neither DATABASE_URL nor REDIS_URL: embedded mode)")
     assert settings.database_url is not None
     run_migrations(settings.database_url)
     print("Migrations applied.")
@@ -259,6 +327,14 @@ def cmd_token(args: argparse.Namespace) -> None:
     from app.auth import issue_token
 
     settings = get_settings()
+    max_ttl = settings.auth_max_token_ttl_seconds
+    if args.ttl.total_seconds() > max_ttl:
+        # The API would refuse such a token (401), so none is printed.
+        _fail(
+            f"--ttl ({int(args.ttl.total_seconds())} s) is longer than "
+            f"AUTH_MAX_TOKEN_TTL_SECONDS ({max_ttl} s), "
+            "which the API enforces; use a shorter --ttl or raise that setting"
+        )
     common = {"audience": settings.auth_jwt_audience, "issuer": settings.auth_jwt_issuer}
     if args.private_key:
         key = Path(args.private_key).read_text()
@@ -392,6 +468,9 @@ _SETTING_HELP = {
     "AUTH_JWT_PUBLIC_KEY": "RS256 public key (PEM) instead of AUTH_JWT_SECRET",
     "AUTH_JWT_AUDIENCE": "required `aud` of tokens, checked when set",
     "AUTH_JWT_ISSUER": "required `iss` of tokens, checked when set",
+    "AUTH_MAX_TOKEN_TTL_SECONDS": "tokens whose exp lies further ahead are refused (401); "
+    "`token --ttl` stays within it",
+    "METRICS_TOKEN": "bearer token /metrics then requires; it also adds the lag per connection",
     "CREDENTIALS_ENCRYPTION_KEYS": "comma-separated Fernet keys; the first encrypts "
     "(generated in embedded mode)",
     "CORS_ORIGINS": "comma-separated origins of the frontend",
@@ -500,8 +579,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Run the API. With neither DATABASE_URL nor REDIS_URL set (embedded mode) it also\n"
         "starts PostgreSQL and Redis in OMNI_DATA_DIR, applies the migrations and runs one\n"
         "worker; SIGINT (Ctrl-C), SIGTERM and SIGHUP stop all of it. One `serve` per data\n"
-        "folder: a second one exits at once. With both URLs set: the API only (run `migrate`\n"
-        "and `worker` on their own).",
+        "folder: a second one exits at once. A PostgreSQL or Redis that stops is restarted\n"
+        "(after 0.5 s, doubling to 10 s); the sixth stop within 5 minutes ends `serve` with\n"
+        "exit status 3. With both URLs set: the API only (run `migrate` and `worker` on\n"
+        "their own). A port in use is exit status 1 before anything starts.",
         _environment_help(),
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -519,8 +600,10 @@ def build_parser() -> argparse.ArgumentParser:
     command(
         "migrate",
         "apply the database migrations",
-        "Bring the database schema up to date (alembic upgrade head).",
-        _environment_help(["DATABASE_URL"]),
+        "Bring the database schema up to date (alembic upgrade head). In embedded mode it\n"
+        "migrates the database of the `serve` running on OMNI_DATA_DIR, or, when none runs,\n"
+        "starts the folder's PostgreSQL for the migration and stops it after.",
+        _environment_help(["DATABASE_URL", "REDIS_URL", "OMNI_DATA_DIR"]),
     ).set_defaults(func=cmd_migrate)
 
     token = command(
@@ -531,6 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
         _environment_help(
             [
                 *("AUTH_JWT_SECRET", "AUTH_JWT_PUBLIC_KEY", "AUTH_JWT_AUDIENCE", "AUTH_JWT_ISSUER"),
+                "AUTH_MAX_TOKEN_TTL_SECONDS",
                 *("DATABASE_URL", "REDIS_URL", "OMNI_DATA_DIR"),
             ],
             note="With neither URL set, the secret comes from OMNI_DATA_DIR/secrets.json.",
@@ -538,7 +622,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--user", required=True, help="user id, the token's `sub`")
     token.add_argument(
-        "--ttl", type=parse_ttl, default="1h", help="lifetime: a number and s, m, h or d"
+        "--ttl",
+        type=parse_ttl,
+        default="1h",
+        help="lifetime: a number and s, m, h or d; at most AUTH_MAX_TOKEN_TTL_SECONDS",
     )
     token.add_argument(
         "--private-key", metavar="FILE", help="PEM private key to sign with (RS256 set-ups)"

@@ -92,6 +92,16 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, validation_alias="MAX_BODY_BYTES", ge=1)
     log_level: str = Field("INFO", validation_alias=AliasChoices("LOG_LEVEL"))
 
+    # --- the edge (h6): metrics access and bearer-token lifetimes
+    # With it, /metrics needs `Authorization: Bearer <METRICS_TOKEN>` and also gives the sync
+    # lag per connection id (without it only per platform: ids are every tenant's).
+    metrics_token: SecretStr | None = Field(None, validation_alias="METRICS_TOKEN")
+    # A token whose `exp` lies further ahead than this is refused: a leaked long-lived token
+    # could not otherwise be stopped short of changing the signing key.
+    auth_max_token_ttl_seconds: int = Field(
+        86400, validation_alias="AUTH_MAX_TOKEN_TTL_SECONDS", ge=60
+    )
+
     # --- connect flows: the operator's app on each marketplace (INTERFACE "Authorization flows")
     shopee_partner_id: str | None = Field(None, validation_alias="SHOPEE_PARTNER_ID")
     shopee_partner_key: SecretStr | None = Field(None, validation_alias="SHOPEE_PARTNER_KEY")

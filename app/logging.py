@@ -26,25 +26,36 @@ _STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) 
 _DRIVER_ARGUMENT = re.compile(r"(invalid input for query argument \$\d+):[^\n]*")
 
 
+# A connect flow's callback URL carries the marketplace's one-time `code` and our `state`, and the
+# completion link a `grant`: whoever reads a log line with them could finish the flow first.
+# uvicorn's access log writes the path with its query, so every line is searched.
+_FLOW_SECRET = re.compile(r"([?&](?:code|state|grant)=)[^&\s\"'#]*")
+
+
 def hide_statement_values(text: str) -> str:
     return _DRIVER_ARGUMENT.sub(r"\1: [value hidden]", text)
 
 
+def redact(text: str) -> str:
+    """A log text with driver argument values and connect-flow secrets hidden."""
+    return _FLOW_SECRET.sub(r"\1[redacted]", hide_statement_values(text))
+
+
 class JsonFormatter(logging.Formatter):
     def formatException(self, ei: Any) -> str:
-        return hide_statement_values(super().formatException(ei))
+        return redact(super().formatException(ei))
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": hide_statement_values(record.getMessage()),
+            "message": redact(record.getMessage()),
             "requestId": request_id_var.get(),
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                entry[key] = value
+                entry[key] = redact(value) if isinstance(value, str) else value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str, ensure_ascii=False)

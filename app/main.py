@@ -29,6 +29,7 @@ from app.errors import (
     UnhandledErrorMiddleware,
     install_error_handlers,
 )
+from app.headers import SecurityHeadersMiddleware
 from app.inventory.outbox import install_job_sender
 from app.inventory.router import router as inventory_router
 from app.jobs import lazy_redis
@@ -118,6 +119,7 @@ def create_app(
     # Push POSTs skip the rest of the stack (they keep the request id and answer their own
     # errors and 1 MB cap): marketplaces want an answer within 500 ms, at high rates.
     app.add_middleware(PushIntakeMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
     # Outermost: it times the whole stack and sees the status the client got.
     app.add_middleware(HttpMetricsMiddleware)
     app.include_router(connections_router)

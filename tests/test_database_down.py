@@ -81,3 +81,30 @@ async def test_a_database_that_never_answered_is_503(
     settings = make_settings(never_started.url(database_url), redis_url)
     async with running_app(settings) as api:
         _assert_unavailable(await _answers(api))
+
+
+async def test_metrics_serve_the_redis_figures_with_the_database_marked_down(
+    database_url: str, redis_url: str, clean: None, proxy: TcpProxy
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from app.metrics import service as metrics
+
+    settings = make_settings(proxy.url(database_url), redis_url)
+    async with running_app(settings) as api:
+        await proxy.close()
+        metrics.record_sync("shopee", "success", 3)
+        for _ in range(2):  # the pooled connections that just died, then refused connects
+            response = await api.get("/metrics")
+            assert response.status_code == 200, response.text
+            samples = {
+                (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in text_string_to_metric_families(response.text)
+                for sample in family.samples
+            }
+            assert samples[("omni_metrics_source_up", (("source", "database"),))] == 0
+            assert samples[("omni_metrics_source_up", (("source", "redis"),))] == 1
+            assert samples[("omni_orders_stored_total", (("platform", "shopee"),))] == 3
+            assert ("omni_queue_depth", ()) in samples
+        await proxy.start()
+    await proxy.close()

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -262,3 +263,171 @@ def test_start_after_kill_9_stops_what_the_killed_one_left(data_dir: Path) -> No
         output = _stop(serve, signal.SIGTERM)
     assert serve.process.returncode == 0, output
     assert _servers_of(data_dir) == []
+
+
+# --- supervision: a dead child is restarted, one that keeps dying stops `serve` -----------
+
+
+def _wait_for(condition: Callable[[], bool], serve: Serve, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, serve.output
+        time.sleep(0.2)
+
+
+def _ready(serve: Serve) -> bool:
+    try:
+        return httpx.get(f"{serve.base}/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _new_redis(data_dir: Path, old: int) -> int | None:
+    pids = [pid for pid in _redis_servers_of(data_dir) if pid != old and _alive(pid)]
+    return pids[0] if len(pids) == 1 else None
+
+
+def _new_postmaster(data_dir: Path, old: int) -> int | None:
+    try:
+        pid = int((data_dir / "postgres" / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if pid != old and _alive(pid) else None
+
+
+def test_a_killed_redis_is_restarted_and_the_api_recovers(data_dir: Path) -> None:
+    serve = _start(data_dir)
+    try:
+        _wait_ready(serve)
+        _, old_redis = _folder_pids(data_dir)
+        os.kill(old_redis, signal.SIGKILL)
+        # The line is printed once the restart returned, which can be after /ready is 200.
+        _wait_for(
+            lambda: (
+                "Redis restarted" in serve.output
+                and _new_redis(data_dir, old_redis) is not None
+                and _ready(serve)
+            ),
+            serve,
+        )
+        assert serve.process.poll() is None
+        assert "Redis stopped unexpectedly" in serve.output
+    finally:
+        output = _stop(serve, signal.SIGTERM)
+    assert serve.process.returncode == 0, output
+    assert _servers_of(data_dir) == []
+
+
+def test_a_killed_postgres_is_restarted_and_the_api_recovers(data_dir: Path) -> None:
+    serve = _start(data_dir)
+    try:
+        _wait_ready(serve)
+        old_postgres, _ = _folder_pids(data_dir)
+        os.kill(old_postgres, signal.SIGKILL)
+        _wait_for(
+            lambda: (
+                "PostgreSQL restarted" in serve.output
+                and _new_postmaster(data_dir, old_postgres) is not None
+                and _ready(serve)
+            ),
+            serve,
+        )
+        assert serve.process.poll() is None
+        token = subprocess.run(
+            [sys.executable, "-m", "app.cli", "token", "--user", "seller-1"],
+            env=_serve_env(data_dir),
+            cwd=data_dir.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        listed = httpx.get(
+            f"{serve.base}/api/marketplace/connections",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=5,
+        )
+        assert listed.status_code == 200, listed.text
+    finally:
+        output = _stop(serve, signal.SIGTERM)
+    assert serve.process.returncode == 0, output
+    assert _servers_of(data_dir) == []
+
+
+def test_a_child_that_keeps_dying_makes_serve_exit_non_zero(data_dir: Path) -> None:
+    serve = _start(data_dir)
+    log = data_dir / "redis" / "redis.log"
+    try:
+        _wait_ready(serve)
+        _, redis_pid = _folder_pids(data_dir)
+        # redis-server refuses to start when its log file cannot be opened.
+        log.unlink()
+        log.mkdir()
+        os.kill(redis_pid, signal.SIGKILL)
+        serve.process.wait(timeout=120)
+    finally:
+        if serve.process.poll() is None:
+            _stop(serve, signal.SIGTERM)
+        if log.is_dir():
+            log.rmdir()
+    output = serve.output
+    assert serve.process.returncode == 3, output
+    assert "Redis kept stopping" in output
+    assert _STOPPED in output
+    assert _servers_of(data_dir) == []
+    assert not (data_dir / "postgres" / "postmaster.pid").exists()
+
+
+# --- one-off commands in embedded mode ---------------------------------------------------
+
+
+def _cli(data_dir: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *argv],
+        env=_serve_env(data_dir),
+        cwd=data_dir.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_migrate_uses_the_embedded_database_with_or_without_a_running_serve(
+    data_dir: Path,
+) -> None:
+    serve = _start(data_dir)
+    try:
+        _wait_ready(serve)
+        beside = _cli(data_dir, "migrate")
+        assert beside.returncode == 0, beside.stderr
+        assert "Migrations applied." in beside.stdout
+        assert _ready(serve)
+    finally:
+        _stop(serve, signal.SIGTERM)
+
+    alone = _cli(data_dir, "migrate")
+    assert alone.returncode == 0, alone.stderr
+    assert "Migrations applied." in alone.stdout
+    assert _servers_of(data_dir) == []  # what it started for the migration is stopped
+    assert not (data_dir / "serve.lock").read_text().strip()
+
+
+def test_a_port_in_use_is_one_plain_line_before_any_data_folder(tmp_path: Path) -> None:
+    fresh = tmp_path / "never-built"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+            env=_serve_env(fresh),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"127.0.0.1:{port}" in lines[0] and "in use" in lines[0]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not fresh.exists()

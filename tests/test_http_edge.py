@@ -326,3 +326,71 @@ async def test_driver_argument_values_are_hidden_in_log_lines(settings: Settings
     line = JsonFormatter().format(record)
     assert ciphertext[:20] not in line
     assert "[value hidden]" in line
+
+
+# --- security headers and redacted logs ----------------------------------------------------
+
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "content-security-policy": "frame-ancestors 'none'",
+}
+
+
+async def test_every_response_carries_the_security_headers(api: httpx.AsyncClient) -> None:
+    responses = [
+        await api.get("/health"),
+        await api.get("/api/marketplace/platforms"),
+        await api.get(CONNECTIONS),  # 401
+        await api.get("/no/such/path"),  # 404
+        await api.get("/metrics"),
+        await api.get("/docs"),
+        await api.get("/redoc"),
+        await api.get("/openapi.json"),
+        await api.post("/api/webhooks/marketplace", content=b"{"),  # the push intake
+    ]
+    assert [r.status_code for r in responses][:5] == [200, 200, 401, 404, 200]
+    for response in responses:
+        for name, expected in SECURITY_HEADERS.items():
+            assert response.headers.get(name) == expected, (response.request.url, name)
+    # The docs pages still load their scripts and styles (the policy only forbids framing).
+    docs = responses[5]
+    assert docs.status_code == 200 and "swagger-ui" in docs.text
+    assert responses[6].status_code == 200
+
+
+def _access_line(capsys: pytest.CaptureFixture[str], path: str) -> str:
+    from app.logging import configure_logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging("INFO")
+        capsys.readouterr()
+        # What uvicorn's protocol classes log for each request, through its own logger.
+        logging.getLogger("uvicorn.access").info(
+            '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", path, "1.1", 302
+        )
+        logging.getLogger("app.authorize").warning("callback failed for %s", path)
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    return capsys.readouterr().err
+
+
+def test_oauth_codes_states_and_grants_are_redacted_in_every_log_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = (
+        "/api/marketplace/connect/shopee/callback?code=SECRETCODE42&shop_id=880001"
+        "&state=STATE.VALUE.SIG&main_account_id=7&grant=GRANT-XYZ&country_code=TH"
+    )
+    lines = _access_line(capsys, path).strip().splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        message = json.loads(line)["message"]
+        for secret in ("SECRETCODE42", "STATE.VALUE.SIG", "GRANT-XYZ"):
+            assert secret not in line
+        assert "code=[redacted]" in message and "state=[redacted]" in message
+        assert "grant=[redacted]" in message
+        assert "shop_id=880001" in message and "country_code=TH" in message

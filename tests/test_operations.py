@@ -83,6 +83,31 @@ def test_token_command_prints_a_token_for_the_user(
     assert claims["exp"] - claims["iat"] == 7200
 
 
+def test_token_command_refuses_a_ttl_beyond_the_max_lifetime(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app.config import get_settings
+
+    monkeypatch.setenv("AUTH_JWT_SECRET", JWT_SECRET)
+    monkeypatch.delenv("AUTH_JWT_PUBLIC_KEY", raising=False)
+    monkeypatch.delenv("AUTH_MAX_TOKEN_TTL_SECONDS", raising=False)
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main(["token", "--user", "seller-9", "--ttl", "2d"])
+        assert exit_info.value.code == 2
+        refused = capsys.readouterr()
+        assert refused.out == ""
+        assert "AUTH_MAX_TOKEN_TTL_SECONDS" in refused.err
+        monkeypatch.setenv("AUTH_MAX_TOKEN_TTL_SECONDS", str(3 * 86400))
+        get_settings.cache_clear()
+        cli_main(["token", "--user", "seller-9", "--ttl", "2d"])
+    finally:
+        get_settings.cache_clear()
+    claims = jwt.decode(capsys.readouterr().out.strip(), JWT_SECRET, algorithms=["HS256"])
+    assert claims["exp"] - claims["iat"] == 2 * 86400
+
+
 def test_serve_refuses_half_configured_urls(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -10,9 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, available_timezones
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,6 +29,7 @@ from app.analytics.schemas import (
 )
 from app.errors import FieldProblem, ValidationFailed
 from app.money import format_amount, in_minor_units
+from app.timezones import iana_zone
 
 DEFAULT_TZ = "Asia/Bangkok"
 DEFAULT_DAYS = 30
@@ -49,20 +48,14 @@ def invalid(parameter: str, message: str) -> ValidationFailed:
     )
 
 
-@lru_cache(maxsize=1)
-def _zones() -> frozenset[str]:
-    return frozenset(available_timezones())
-
-
 def window(user_id: str, start: date | None, end: date | None, tz: str) -> Window:
     """The checked range: an IANA zone, `from` <= `to`, at most MAX_RANGE_DAYS days. Without
     dates: the last DEFAULT_DAYS days up to today in the zone."""
-    # Only names of the IANA database: PostgreSQL also accepts POSIX strings such as
-    # "UTC+7", whose sign is the reverse of what sellers expect.
-    if tz not in _zones():
+    zone = iana_zone(tz)
+    if zone is None:
         raise invalid("tz", f"Unknown time zone '{tz[:64]}'; use an IANA name such as {DEFAULT_TZ}")
     if end is None:
-        end = datetime.now(ZoneInfo(tz)).date()
+        end = datetime.now(zone).date()
     if start is None:
         start = end - timedelta(days=DEFAULT_DAYS - 1)
     for name, day in (("from", start), ("to", end)):

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.connections.credentials import decrypt_credentials
 from app.connections.hosts import host_problem
 from app.inventory.outbox import defer_job
+from app.live.templates import fill
 from app.models import MarketplaceConnection, MarketplaceOrder
 from app.models.live_session import LiveSession
 from app.models.messenger_thread import MessengerThread
@@ -53,17 +54,9 @@ CANCELLED_TEXT = "ออเดอร์ {orderNumber} ถูกยกเลิ�
 PAID_TEXT = "ได้รับชำระเงินออเดอร์ {orderNumber} แล้วค่ะ ยอด {total} {currency} กำลังจัดส่งให้นะคะ ขอบคุณค่ะ"
 
 
-class _Fields(dict[str, str]):
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"  # an unknown placeholder stays as the seller wrote it
-
-
 def render_message(template: str | None, fields: Mapping[str, str]) -> str:
-    try:
-        return (template or DEFAULT_TEMPLATE).format_map(_Fields(fields))
-    except (ValueError, IndexError):
-        # A template with a stray brace: send the default rather than nothing.
-        return DEFAULT_TEMPLATE.format_map(_Fields(fields))
+    """Never raises: plain substitution (app/live/templates.py), cut to Messenger's limit."""
+    return fill(template or DEFAULT_TEMPLATE, fields)
 
 
 def job_id(connection_id: uuid.UUID | str, at: float | None = None) -> str:
@@ -142,9 +135,9 @@ async def _order_fields(
 async def _text_for(session: AsyncSession, order: MarketplaceOrder, social: SocialOrder) -> str:
     fields, template = await _order_fields(session, order, social)
     if order.status == "cancelled":
-        return CANCELLED_TEXT.format_map(_Fields(fields))
+        return fill(CANCELLED_TEXT, fields)
     if order.status == "pending":
-        return PAID_TEXT.format_map(_Fields(fields))
+        return fill(PAID_TEXT, fields)
     return render_message(template, fields)
 
 

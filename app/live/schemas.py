@@ -11,6 +11,7 @@ from typing import Annotated
 from pydantic import Field, PlainSerializer, field_validator, model_validator
 
 from app.live.parsing import normalize_code
+from app.live.templates import MAX_MESSAGE_CHARS, check_template
 from app.schemas import CamelModel
 
 UserId = Annotated[str, Field(min_length=1, max_length=128)]
@@ -66,12 +67,14 @@ class LiveSessionCreate(CamelModel):
     ends_at: datetime | None = None
     reply_template: str | None = Field(
         None,
-        max_length=2000,
+        max_length=MAX_MESSAGE_CHARS,
         description="Message to buyers; {buyerName}, {orderNumber}, {lines}, {waitlist}, "
-        "{total}, {currency} are filled in (default: a Thai message)",
+        "{total}, {currency} are filled in, any other {...} is refused (422); a message "
+        f"is cut to {MAX_MESSAGE_CHARS} characters, Messenger's limit (default: a Thai message)",
     )
 
     _keyword = field_validator("keyword")(classmethod(lambda cls, v: _clean_code(v)))
+    _template = field_validator("reply_template")(classmethod(lambda cls, v: check_template(v)))
 
     @field_validator("currency")
     @classmethod
@@ -95,7 +98,11 @@ class LiveSessionUpdate(CamelModel):
     )
     status: SessionStatus | None = None
     ends_at: datetime | None = None
-    reply_template: str | None = Field(None, max_length=2000)
+    reply_template: str | None = Field(
+        None, max_length=MAX_MESSAGE_CHARS, description='As on create; "" restores the default'
+    )
+
+    _template = field_validator("reply_template")(classmethod(lambda cls, v: check_template(v)))
 
     @model_validator(mode="after")
     def _distinct_codes(self) -> LiveSessionUpdate:

@@ -18,12 +18,14 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.errors import DatabaseUnavailable
 from app.metrics.service import (
     COUNTERS,
     HISTOGRAM_BUCKETS,
@@ -85,7 +87,7 @@ async def read_database(sessionmaker: async_sessionmaker[AsyncSession], snapshot
     try:
         async with sessionmaker() as session:
             rows = (await session.execute(SYNC_LAG_SQL)).all()
-    except (DBAPIError, SQLAlchemyError, OSError) as exc:
+    except (DBAPIError, SQLAlchemyError, OSError, DatabaseUnavailable) as exc:
         logger.warning("metrics: database unavailable at scrape (%s)", type(exc).__name__)
         return
     snapshot.sync_lag = [(row[0], row[1], max(0.0, float(row[2]))) for row in rows]
@@ -109,8 +111,9 @@ def _labels(raw: bytes) -> list[str]:
 class DeploymentCollector(Collector):
     """One scrape's figures, handed to prometheus_client to render."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, *, per_connection: bool = False) -> None:
         self.snapshot = snapshot
+        self.per_connection = per_connection
 
     def collect(self) -> Iterator[Metric]:
         yield from self._counters()
@@ -119,20 +122,34 @@ class DeploymentCollector(Collector):
         if self.snapshot.queue_depth is not None:
             depth.add_metric([], self.snapshot.queue_depth)
         yield depth
-        lag = GaugeMetricFamily(
-            "omni_connection_sync_lag_seconds",
-            "Seconds since each connection's last successful sync",
-            labels=["connection_id", "platform"],
-        )
-        for connection_id, platform, seconds in self.snapshot.sync_lag:
-            lag.add_metric([connection_id, platform], seconds)
-        yield lag
+        yield self._sync_lag()
         up = GaugeMetricFamily(
             "omni_metrics_source_up", "Whether a scrape source answered", labels=["source"]
         )
         up.add_metric(["redis"], 1.0 if self.snapshot.redis_up else 0.0)
         up.add_metric(["database"], 1.0 if self.snapshot.database_up else 0.0)
         yield up
+
+    def _sync_lag(self) -> Metric:
+        """The largest lag per platform; per connection id too only for the token's bearer
+        (connection ids are every tenant's, and one series each grows with the tenants)."""
+        name = "omni_connection_sync_lag_seconds"
+        lag = GaugeMetricFamily(
+            name,
+            "Seconds since the last successful sync: the platform's largest, and with "
+            "METRICS_TOKEN each connection's",
+            labels=["platform"],
+        )
+        largest: dict[str, float] = {}
+        for _, platform, seconds in self.snapshot.sync_lag:
+            largest[platform] = max(seconds, largest.get(platform, 0.0))
+        for platform, seconds in sorted(largest.items()):
+            lag.add_metric([platform], seconds)
+        if self.per_connection:
+            for connection_id, platform, seconds in self.snapshot.sync_lag:
+                labels = {"platform": platform, "connection_id": connection_id}
+                lag.samples.append(Sample(name, labels, seconds))
+        return lag
 
     def _counters(self) -> Iterator[Metric]:
         for metric, (documentation, label_names) in COUNTERS.items():
@@ -167,7 +184,7 @@ class DeploymentCollector(Collector):
         return family
 
 
-def render(snapshot: Snapshot) -> bytes:
+def render(snapshot: Snapshot, *, per_connection: bool = False) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(DeploymentCollector(snapshot))
+    registry.register(DeploymentCollector(snapshot, per_connection=per_connection))
     return generate_latest(registry)

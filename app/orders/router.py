@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
@@ -41,13 +40,32 @@ async def list_orders(
         ),
     ] = None,
     created_from: Annotated[
-        datetime | None,
-        Query(alias="createdFrom", description="ISO-8601, inclusive; without an offset: UTC"),
+        str | None,
+        Query(
+            alias="createdFrom",
+            max_length=64,
+            description="Inclusive: a date (YYYY-MM-DD: from the start of that day in `tz`) or "
+            "an ISO-8601 date-time (without an offset: in `tz`)",
+            examples=["2026-12-02"],
+        ),
     ] = None,
     created_to: Annotated[
-        datetime | None,
-        Query(alias="createdTo", description="ISO-8601, inclusive; without an offset: UTC"),
+        str | None,
+        Query(
+            alias="createdTo",
+            max_length=64,
+            description="Inclusive: a date (YYYY-MM-DD: to the end of that day in `tz`) or "
+            "an ISO-8601 date-time (without an offset: in `tz`)",
+            examples=["2026-12-02"],
+        ),
     ] = None,
+    tz: Annotated[
+        str,
+        Query(
+            max_length=64,
+            description="IANA time zone of date-only bounds and of times without an offset",
+        ),
+    ] = "UTC",
     q: Annotated[
         str | None,
         Query(
@@ -114,6 +132,7 @@ async def list_orders(
         include_total=include_total,
         include_buyer=include_buyer,
         include_archived=include_archived,
+        tz=tz,
     )
     return Response(await service.list_orders(uow.session, params), media_type=_JSON)
 

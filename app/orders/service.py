@@ -6,13 +6,16 @@ import base64
 import binascii
 import json
 import logging
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from pydantic import TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic_core import from_json, to_json
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,6 +26,7 @@ from app.orders import repository
 from app.orders.repository import OrderFilter, PageRequest
 from app.orders.schemas import AddressOut, OrderSort
 from app.platforms.types import OrderStatus, PlatformCode
+from app.timezones import iana_zone
 
 logger = logging.getLogger("app.orders")
 
@@ -67,16 +71,32 @@ def clean_search(q: str | None) -> str | None:
     return q.strip()
 
 
-def as_utc(value: datetime | None, parameter: str) -> datetime | None:
-    """Naive times are UTC."""
-    if value is None:
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATETIME = TypeAdapter(datetime)
+
+
+def time_bound(value: str | None, parameter: str, zone: ZoneInfo, *, end: bool) -> datetime | None:
+    """A list bound in UTC. A date alone is a whole day in `zone`: from its first instant, or
+    to its last (PostgreSQL keeps microseconds, so `<=` the last one is `<` the next day); a
+    time without an offset is in `zone` too."""
+    if value is None or not value.strip():
         return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
+    text = value.strip()
     try:
-        return value.astimezone(UTC)
-    except OverflowError as exc:  # e.g. year 1 with a positive offset
-        raise invalid(parameter, "Time out of range") from exc
+        if _DATE_ONLY.fullmatch(text):
+            day = date.fromisoformat(text) + timedelta(days=1 if end else 0)
+            bound = datetime.combine(day, time(), zone) - timedelta(microseconds=1 if end else 0)
+        else:
+            bound = _DATETIME.validate_python(text)
+            if bound.tzinfo is None:
+                bound = bound.replace(tzinfo=zone)
+        return bound.astimezone(UTC)
+    except ValidationError as exc:
+        raise invalid(
+            parameter, "Use a date (YYYY-MM-DD, the whole day in tz) or an ISO-8601 date-time"
+        ) from exc
+    except (ValueError, OverflowError) as exc:  # 2024-13-01; year 1 with a positive offset
+        raise invalid(parameter, "Date or time out of range") from exc
 
 
 def _sort_key_kind(sort: OrderSort) -> str:
@@ -141,8 +161,8 @@ def list_params(
     platform_code: PlatformCode | None,
     connection_id: uuid.UUID | None,
     statuses: Sequence[str] | None,
-    created_from: datetime | None,
-    created_to: datetime | None,
+    created_from: str | None,
+    created_to: str | None,
     q: str | None,
     sort: OrderSort,
     limit: int,
@@ -151,9 +171,14 @@ def list_params(
     include_total: bool,
     include_buyer: bool = False,
     include_archived: bool = False,
+    tz: str = "UTC",
 ) -> ListParams:
     """The checks FastAPI's parameter types cannot express, each a 422 naming its parameter."""
-    start, end = as_utc(created_from, "createdFrom"), as_utc(created_to, "createdTo")
+    zone = iana_zone(tz)
+    if zone is None:
+        raise invalid("tz", f"Unknown time zone '{tz[:64]}'; use an IANA name such as Asia/Bangkok")
+    start = time_bound(created_from, "createdFrom", zone, end=False)
+    end = time_bound(created_to, "createdTo", zone, end=True)
     if start is not None and end is not None and start > end:
         raise invalid("createdFrom", "createdFrom must not be later than createdTo")
     if cursor is not None and offset:

@@ -288,6 +288,10 @@ async def test_data_as_of_per_connection(
     [
         ({"tz": "Mars/Olympus"}, "tz"),
         ({"tz": "UTC+7"}, "tz"),
+        # Files of the system's zoneinfo folder that are not IANA zone names.
+        ({"tz": "localtime"}, "tz"),
+        ({"tz": "posixrules"}, "tz"),
+        ({"tz": "Factory"}, "tz"),
         ({"from": "2024-03-02", "to": "2024-03-01"}, "from"),
         ({"from": "2021-01-01", "to": "2023-12-31"}, "to"),
         ({"from": "2024-02-30"}, "from"),

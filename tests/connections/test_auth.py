@@ -52,6 +52,29 @@ async def test_expired_token_is_401(api: httpx.AsyncClient) -> None:
     assert "expired" in response.json()["error"]["message"]
 
 
+async def test_a_token_expiring_beyond_the_max_lifetime_is_401(
+    api: httpx.AsyncClient, settings: Settings
+) -> None:
+    assert settings.auth_max_token_ttl_seconds == 86400
+    for ttl, status in ((timedelta(hours=23), 200), (timedelta(days=2), 401)):
+        token = issue_token("u1", ttl=ttl, secret=JWT_SECRET)
+        response = await api.get(LIST, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == status, response.text
+    assert "AUTH_MAX_TOKEN_TTL_SECONDS" in response.json()["error"]["message"]
+    far = jwt.encode({"sub": "u1", "exp": 4102444800}, JWT_SECRET, algorithm="HS256")
+    response = await api.get(LIST, headers={"Authorization": f"Bearer {far}"})
+    assert response.status_code == 401
+
+
+async def test_the_max_lifetime_is_a_setting(settings: Settings) -> None:
+    short = settings.model_copy(update={"auth_max_token_ttl_seconds": 3600})
+    async with running_app(short) as api:
+        for ttl, status in ((timedelta(minutes=50), 200), (timedelta(hours=2), 401)):
+            token = issue_token("u1", ttl=ttl, secret=JWT_SECRET)
+            response = await api.get(LIST, headers={"Authorization": f"Bearer {token}"})
+            assert response.status_code == status, response.text
+
+
 async def test_token_of_another_user_is_403(api: httpx.AsyncClient) -> None:
     response = await api.get(LIST, params={"userId": "victim"}, headers=auth_headers("attacker"))
     assert response.status_code == 403

@@ -11,15 +11,18 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from arq.connections import ArqRedis
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.config import Settings
 from app.metrics import service as metrics
 from app.metrics.service import Flusher, Recorder
 from app.models import MarketplaceSyncLog
-from tests.conftest import RunningSandbox, auth_headers
+from tests.conftest import RunningSandbox, auth_headers, running_app
 from tests.metrics.conftest import matching, scrape, value
 from tests.sync.conftest import connect_shop, sync
 
@@ -120,28 +123,68 @@ def test_endpoint_labels_fold_ids(url: str, endpoint: str | None) -> None:
     assert metrics.endpoint_of(url) == (endpoint or httpx.URL(url).path)
 
 
-async def test_sync_lag_is_now_minus_the_last_successful_sync(
+async def _two_connections_two_hours_and_one_hour_behind(
+    api: httpx.AsyncClient,
+    sandbox: RunningSandbox,
+    session_factory: async_sessionmaker[AsyncSession],
+) -> list[str]:
+    ids = []
+    for hours in (2, 1):
+        connection, _ = await connect_shop(api, sandbox, "lazada", order_count=2)
+        assert (await sync(api, connection)).json()["data"]["status"] == "success"
+        async with session_factory() as session:
+            await session.execute(
+                update(MarketplaceSyncLog)
+                .where(MarketplaceSyncLog.connection_id == uuid.UUID(connection["id"]))
+                .values(finished_at=datetime.now(UTC) - timedelta(hours=hours))
+            )
+            await session.commit()
+        ids.append(connection["id"])
+    return ids
+
+
+async def test_sync_lag_is_the_platforms_largest_without_connection_ids(
     api: httpx.AsyncClient,
     sandbox: RunningSandbox,
     session_factory: async_sessionmaker[AsyncSession],
     worker: None,
 ) -> None:
-    connection, _ = await connect_shop(api, sandbox, "lazada", order_count=5)
-    assert (await sync(api, connection)).json()["data"]["status"] == "success"
-    async with session_factory() as session:
-        await session.execute(
-            update(MarketplaceSyncLog)
-            .where(MarketplaceSyncLog.connection_id == uuid.UUID(connection["id"]))
-            .values(finished_at=datetime.now(UTC) - timedelta(hours=2))
-        )
-        await session.commit()
-    lag = value(
-        await scrape(api),
-        "omni_connection_sync_lag_seconds",
-        connection_id=connection["id"],
-        platform="lazada",
-    )
-    assert 7200 <= lag < 7300
+    ids = await _two_connections_two_hours_and_one_hour_behind(api, sandbox, session_factory)
+    response = await api.get("/metrics")
+    assert response.status_code == 200
+    assert not any(connection_id in response.text for connection_id in ids)
+    assert "connection_id" not in response.text
+    samples = matching(await scrape(api), "omni_connection_sync_lag_seconds")
+    assert list(samples) == [frozenset({("platform", "lazada")})]
+    assert 7200 <= next(iter(samples.values())) < 7300
+
+
+async def test_with_a_metrics_token_the_lag_is_given_per_connection_to_its_bearer(
+    settings: Settings,
+    clean: None,
+    sandbox: RunningSandbox,
+    session_factory: async_sessionmaker[AsyncSession],
+    worker: None,
+) -> None:
+    token = "scrape-" + "x" * 24
+    async with running_app(settings.model_copy(update={"metrics_token": SecretStr(token)})) as api:
+        ids = await _two_connections_two_hours_and_one_hour_behind(api, sandbox, session_factory)
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": token}):
+            refused = await api.get("/metrics", headers=headers)
+            assert refused.status_code == 401, refused.text
+            assert refused.json()["error"]["code"] == "unauthorized"
+            assert ids[0] not in refused.text
+        response = await api.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200, response.text
+        samples: dict[frozenset[tuple[str, str]], float] = {}
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                if sample.name == "omni_connection_sync_lag_seconds":
+                    samples[frozenset(sample.labels.items())] = sample.value
+        assert 7200 <= samples[frozenset({("platform", "lazada")})] < 7300
+        older = samples[frozenset({("platform", "lazada"), ("connection_id", ids[0])})]
+        newer = samples[frozenset({("platform", "lazada"), ("connection_id", ids[1])})]
+        assert 7200 <= older < 7300 and 3600 <= newer < 3700
 
 
 async def test_whole_and_fractional_amounts_add_up_in_one_series(redis: ArqRedis) -> None:

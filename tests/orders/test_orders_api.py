@@ -460,6 +460,29 @@ async def test_created_range_is_inclusive_and_naive_times_are_utc(
     assert external_ids(until["data"]) == ["D0000"]
 
 
+async def test_a_date_only_bound_covers_the_whole_day_in_tz(
+    orders_api: httpx.AsyncClient, session_factory: SessionFactory
+) -> None:
+    connection = await add_connection(session_factory, USER)
+    await add_orders(session_factory, connection, series("W", 10))  # 12:00 ... 21:00 UTC
+    one_day = await get_list(orders_api, createdFrom="2024-03-01", createdTo="2024-03-01")
+    assert one_day["pagination"]["total"] == 10
+    assert (await get_list(orders_api, createdTo="2024-03-01"))["pagination"]["total"] == 10
+    assert (await get_list(orders_api, createdTo="2024-02-29"))["pagination"]["total"] == 0
+    # Bangkok's 1 March ends at 17:00 UTC: 12:00 to 16:00 UTC are its orders.
+    bangkok = await get_list(
+        orders_api, createdFrom="2024-03-01", createdTo="2024-03-01", tz="Asia/Bangkok"
+    )
+    assert external_ids(bangkok["data"]) == ["W0004", "W0003", "W0002", "W0001", "W0000"]
+    later = await get_list(orders_api, createdFrom="2024-03-02", tz="Asia/Bangkok")
+    assert later["pagination"]["total"] == 5
+    # A time without an offset is read in tz too; one with an offset keeps it.
+    naive = await get_list(orders_api, createdTo="2024-03-01T20:00:00", tz="Asia/Bangkok")
+    assert external_ids(naive["data"]) == ["W0001", "W0000"]
+    offset = await get_list(orders_api, createdTo="2024-03-01T13:00:00Z", tz="Asia/Bangkok")
+    assert external_ids(offset["data"]) == ["W0001", "W0000"]
+
+
 async def test_search_by_order_id_buyer_name_or_phone(
     orders_api: httpx.AsyncClient, session_factory: SessionFactory
 ) -> None:
@@ -507,6 +530,12 @@ async def test_search_by_order_id_buyer_name_or_phone(
         ("createdTo", {"createdTo": "2024-13-01"}),
         ("createdTo", {"createdTo": "0001-01-01T00:00:00+05:00"}),
         ("createdFrom", {"createdFrom": "2024-03-02T00:00:00Z", "createdTo": "2024-03-01"}),
+        ("createdFrom", {"createdFrom": "2024-03-02", "createdTo": "2024-03-01"}),
+        ("createdTo", {"createdTo": "9999-12-31", "tz": "Pacific/Kiritimati"}),
+        ("createdFrom", {"createdFrom": "0001-01-01", "tz": "Asia/Bangkok"}),
+        ("tz", {"tz": "localtime"}),
+        ("tz", {"tz": "Mars/Olympus"}),
+        ("tz", {"tz": "UTC+7"}),
         ("sort", {"sort": "name"}),
         ("sort", {"sort": "-id"}),
         ("limit", {"limit": 0}),
