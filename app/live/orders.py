@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -158,11 +158,15 @@ async def refresh_orders(
             order.status = "cancelled"
             order.raw_status = "all_lines_removed"
             social.is_open = False
+        held = [line for line in lines if line.active and line.reserved > 0]
+        if order.status == "unpaid":
+            # Only waiting: nothing to pay yet, so not an unpaid order (counts, analytics)
+            # until a unit is theirs. A closed order keeps what it was.
+            order.waiting_only = not held and bool(waiting)
         digest = _digest([order.status, shown, waiting])
         if digest == order.content_hash:
             continue
         order.content_hash = digest
-        held = [line for line in lines if line.active and line.reserved > 0]
         order.subtotal = order.total = sum(
             (line.unit_price * line.reserved for line in held), Decimal(0)
         )
@@ -235,6 +239,24 @@ def replies_due(session: AsyncSession, connection_id: uuid.UUID) -> None:
     from app.live.replies import queue_reply_job
 
     queue_reply_job(session, connection_id)
+
+
+_OUTCOMES = text(
+    "UPDATE live_comments c SET outcome = CASE WHEN x.held THEN 'ordered' ELSE 'waitlisted' END "
+    "FROM (SELECT comment_row_id, bool_or(reserved > 0) AS held FROM social_order_lines "
+    "WHERE order_id = ANY(CAST(:orders AS bigint[])) AND active "
+    "AND comment_row_id IS NOT NULL GROUP BY comment_row_id) AS x "
+    "WHERE c.id = x.comment_row_id"
+)
+
+
+async def settle_orders(session: AsyncSession, order_ids: Collection[int]) -> None:
+    """After lines moved: the orders' items, totals and replies, and each comment's outcome."""
+    ids = sorted(set(order_ids))
+    if not ids:
+        return
+    await refresh_orders(session, ids)
+    await session.execute(_OUTCOMES, {"orders": ids})
 
 
 async def order_lines(session: AsyncSession, order_id: int) -> list[SocialOrderLine]:

@@ -28,17 +28,17 @@ async def sweep_social_replies(ctx: JobContext) -> int:
     """Cron: a reply job for every connection with replies waiting (one lost, or never sent
     because the transaction that queued it ran where no job sender was installed)."""
     install_job_sender(ctx["redis"])
-    due = await replies.due_connections(ctx["app"])
-    for connection_id in due:
-        await ctx["redis"].enqueue_job(
-            replies.REPLY_JOB, str(connection_id), _job_id=replies.job_id(connection_id)
-        )
+    async with ctx["app"].sessionmaker() as session:
+        due = await replies.due_connections(session)
+        for connection_id in due:
+            replies.queue_reply_job(session, connection_id)
+        await session.commit()
     return len(due)
 
 
 async def allocate_live_comments(ctx: JobContext, session_id: str) -> int:
-    """Place the pending comments of a live (queued by a webhook that found the live's
-    lock taken)."""
+    """Place every pending comment of a live, in batches (queued by the webhooks that
+    captured them, one job per live)."""
     install_job_sender(ctx["redis"])
     try:
         return await service.allocate_session(ctx["app"].sessionmaker, uuid.UUID(session_id))
@@ -47,11 +47,14 @@ async def allocate_live_comments(ctx: JobContext, session_id: str) -> int:
 
 
 async def sweep_live_comments(ctx: JobContext) -> int:
-    """Cron: an allocation job for every live with comments left pending (a lost job)."""
+    """Cron: an allocation job for every live with comments left pending (a lost job). The
+    job's dedupe key makes a sweep that finds the live again ask for nothing more."""
+    install_job_sender(ctx["redis"])
     async with ctx["app"].sessionmaker() as session:
         due = await service.sessions_with_pending(session)
-    for session_id in due:
-        await ctx["redis"].enqueue_job(service.ALLOCATE_JOB, str(session_id))
+        for session_id in due:
+            service.queue_allocation(session, session_id)
+        await session.commit()
     return len(due)
 
 
