@@ -7,6 +7,7 @@ master SKU row locks in id order, the order every stock writer takes them in."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Collection
@@ -57,7 +58,12 @@ PENDING = "pending"
 ALLOCATE_JOB = "allocate_live_comments"
 ALLOCATION_BATCH = 2000
 # Pending this long is taken as a lost allocation job by the sweep.
-SWEEP_AFTER = timedelta(seconds=5)
+SWEEP_AFTER = timedelta(seconds=2)
+# The allocation job stays this long after its last comment, looking for more every
+# LINGER_POLL seconds: during a live comments keep coming, and one that lands while the job
+# runs is placed by it rather than waiting for a new job (or the sweep).
+LINGER_SECONDS = 1.0
+LINGER_POLL = 0.02
 # Meta sends unix seconds; some payloads carry ISO 8601 ("2026-12-01T10:00:00+0000").
 _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 
@@ -753,13 +759,15 @@ class LiveBusy(Exception):
 
 
 async def allocate_session(
-    sessionmaker: async_sessionmaker[AsyncSession], session_id: uuid.UUID
+    sessionmaker: async_sessionmaker[AsyncSession], session_id: uuid.UUID, *, linger: float = 0.0
 ) -> int:
     """The allocation job: place the session's pending comments until none is left (a
     comment committed while a pass ran is taken by the next pass). It never waits for the
     lock, so jobs waiting on one busy live cannot fill the worker and stall the webhooks;
-    raises LiveBusy instead (the job retries)."""
+    raises LiveBusy instead (the job retries). `linger`: see LINGER_SECONDS."""
     placed = 0
+    idle_since: float | None = None
+    loop = asyncio.get_running_loop()
     while True:
         async with sessionmaker() as session:
             live = await session.get(LiveSession, session_id)
@@ -772,8 +780,28 @@ async def allocate_session(
             done = await allocate_pending(session, connection, live)
             await session.commit()
         placed += done
-        if done == 0:
+        if done:
+            idle_since = None
+            continue
+        idle_since = idle_since or loop.time()
+        while loop.time() - idle_since < linger:
+            await asyncio.sleep(LINGER_POLL)
+            if await _has_pending(sessionmaker, session_id):
+                break
+        else:
             return placed
+
+
+async def _has_pending(
+    sessionmaker: async_sessionmaker[AsyncSession], session_id: uuid.UUID
+) -> bool:
+    async with sessionmaker() as session:
+        found = await session.scalar(
+            select(LiveComment.id)
+            .where(LiveComment.session_id == session_id, LiveComment.pending)
+            .limit(1)
+        )
+    return found is not None
 
 
 async def sessions_with_pending(session: AsyncSession) -> list[uuid.UUID]:

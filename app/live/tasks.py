@@ -41,7 +41,9 @@ async def allocate_live_comments(ctx: JobContext, session_id: str) -> int:
     captured them, one job per live)."""
     install_job_sender(ctx["redis"])
     try:
-        return await service.allocate_session(ctx["app"].sessionmaker, uuid.UUID(session_id))
+        return await service.allocate_session(
+            ctx["app"].sessionmaker, uuid.UUID(session_id), linger=service.LINGER_SECONDS
+        )
     except service.LiveBusy:
         raise Retry(defer=BUSY_RETRY_SECONDS) from None
 
@@ -70,5 +72,5 @@ FUNCTIONS: list[Any] = [
 ]
 CRON_JOBS: list[Any] = [
     cron(arq_job(sweep_social_replies), second=set(range(2, 60, 5)), unique=True, timeout=60),
-    cron(arq_job(sweep_live_comments), second=set(range(4, 60, 5)), unique=True, timeout=60),
+    cron(arq_job(sweep_live_comments), second=set(range(1, 60, 2)), unique=True, timeout=60),
 ]
