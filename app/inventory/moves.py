@@ -124,6 +124,15 @@ _COMMIT_LINES = text(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a `set` came from (a linked listing), for its ledger entry."""
+
+    listing_id: int | None = None
+    connection_id: uuid.UUID | None = None
+    platform_code: str | None = None
+
+
 @dataclass(slots=True)
 class SkuState:
     balance: Balance
@@ -238,14 +247,7 @@ class StockMover:
         state.changed = True
 
     def set_figure(
-        self,
-        master_sku_id: int,
-        value: int,
-        note: str,
-        *,
-        listing_id: int | None = None,
-        connection_id: uuid.UUID | None = None,
-        platform_code: str | None = None,
+        self, master_sku_id: int, value: int, note: str, origin: Origin | None = None
     ) -> None:
         """The master SKU's balance is `value` from now on (a ledger `set`)."""
         state = self.states[master_sku_id]
@@ -253,15 +255,16 @@ class StockMover:
             state.returned = True
         state.balance = Balance.of(value)
         state.changed = True
+        origin = origin or Origin()
         self._entry(
             master_sku_id,
             "set",
             value,
             None,
             note,
-            listing_id=listing_id,
-            connection_id=connection_id,
-            platform_code=platform_code,
+            listing_id=origin.listing_id,
+            connection_id=origin.connection_id,
+            platform_code=origin.platform_code,
         )
 
     def settle(self, order_ids: Collection[int]) -> None:
@@ -488,23 +491,9 @@ async def commit_order(session: AsyncSession, order_id: int) -> None:
 
 
 async def set_figure(
-    session: AsyncSession,
-    master_sku_id: int,
-    value: int,
-    note: str,
-    *,
-    listing_id: int | None = None,
-    connection_id: uuid.UUID | None = None,
-    platform_code: str | None = None,
+    session: AsyncSession, master_sku_id: int, value: int, note: str, origin: Origin | None = None
 ) -> None:
     """`PUT inventory` and links: the master SKU's balance becomes `value` (a ledger `set`);
     units it gains serve the waiting lines first, and its listings are told."""
     async with locked_skus(session, [master_sku_id]) as mover:
-        mover.set_figure(
-            master_sku_id,
-            value,
-            note,
-            listing_id=listing_id,
-            connection_id=connection_id,
-            platform_code=platform_code,
-        )
+        mover.set_figure(master_sku_id, value, note, origin)

@@ -196,9 +196,7 @@ async def update_mapping(uow: UnitOfWork, user_id: str, body: SkuMappingUpdate) 
                 "lowest stock of the listings linked by hand"
                 if lowers
                 else f"listing {listing.id} linked; the figure is unchanged",
-                listing_id=listing.id,
-                connection_id=listing.connection_id,
-                platform_code=listing.platform_code,
+                moves.Origin(listing.id, listing.connection_id, listing.platform_code),
             )
             await session.refresh(master)
     statement = insert(SkuMapping).values(

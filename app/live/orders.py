@@ -103,7 +103,21 @@ async def create_orders(session: AsyncSession, new: Sequence[NewOrder]) -> dict[
     return created
 
 
-def _lines_view(lines: Sequence[SocialOrderLine]) -> tuple[list[Any], list[Any]]:
+_LINE_COLUMNS = (
+    SocialOrderLine.id,
+    SocialOrderLine.order_id,
+    SocialOrderLine.sku,
+    SocialOrderLine.code,
+    SocialOrderLine.name,
+    SocialOrderLine.external_product_id,
+    SocialOrderLine.unit_price,
+    SocialOrderLine.requested,
+    SocialOrderLine.reserved,
+    SocialOrderLine.active,
+)
+
+
+def _lines_view(lines: Sequence[Any]) -> tuple[list[Any], list[Any]]:
     items = [
         [line.id, line.sku, line.code, line.name, line.reserved, str(line.unit_price)]
         for line in lines
@@ -135,15 +149,14 @@ async def refresh_orders(
         s.order_id: s
         for s in await session.scalars(select(SocialOrder).where(SocialOrder.order_id.in_(ids)))
     }
-    # populate_existing: the allocation writes `reserved` in SQL, so lines already loaded in
-    # this transaction are read again.
-    all_lines = await session.scalars(
-        select(SocialOrderLine)
+    # Plain rows, not objects: the allocation writes `reserved` in SQL (so objects loaded
+    # earlier would be stale), and a burst refreshes thousands of lines at once.
+    all_lines = await session.execute(
+        select(*_LINE_COLUMNS)
         .where(SocialOrderLine.order_id.in_(ids), SocialOrderLine.active)
         .order_by(SocialOrderLine.sort_at, SocialOrderLine.sort_key, SocialOrderLine.id)
-        .execution_options(populate_existing=True)
     )
-    by_order: dict[int, list[SocialOrderLine]] = {i: [] for i in ids}
+    by_order: dict[int, list[Any]] = {i: [] for i in ids}
     for line in all_lines:
         by_order[line.order_id].append(line)
     changed: list[int] = []
@@ -227,8 +240,9 @@ async def queue_replies(
         )
     if not rows:
         return
+    # Parameters apart from the statement: one cached statement whatever the number of rows.
     await session.execute(
-        pg_insert(SocialReply).values(rows).on_conflict_do_nothing(index_elements=["dedupe_key"])
+        pg_insert(SocialReply).on_conflict_do_nothing(index_elements=["dedupe_key"]), rows
     )
     for connection_id in {order.connection_id for order, _ in changed}:
         replies_due(session, connection_id)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -676,32 +676,36 @@ async def allocate_pending(
     )
     for buyer_id, comment in first_of.items():
         orders[buyer_id] = created[_external_id(live, comment)]
+    new_lines: list[dict[str, Any]] = []
     for comment, wanted in placed:
         order_id = orders[comment.buyer_id]
         comment.order_id = order_id
         comment.outcome = CommentOutcome.WAITLISTED.value  # until its lines are served
         for line in wanted:
             product = codes[line.code]
-            session.add(
-                SocialOrderLine(
-                    order_id=order_id,
-                    session_id=live.id,
-                    product_id=product.id,
-                    comment_row_id=comment.id,
-                    master_sku_id=product.master_sku_id,
-                    code=product.code,
-                    sku=product.sku,
-                    name=f"{product.code} {product.sku}",
-                    unit_price=product.price,
-                    requested=line.quantity,
-                    reserved=0,
-                    sort_at=comment.commented_at,
-                    sort_key=comment.comment_id,
-                    active=True,
-                )
+            new_lines.append(
+                {
+                    "order_id": order_id,
+                    "session_id": live.id,
+                    "product_id": product.id,
+                    "comment_row_id": comment.id,
+                    "master_sku_id": product.master_sku_id,
+                    "code": product.code,
+                    "sku": product.sku,
+                    "name": f"{product.code} {product.sku}",
+                    "unit_price": product.price,
+                    "requested": line.quantity,
+                    "reserved": 0,
+                    "sort_at": comment.commented_at,
+                    "sort_key": comment.comment_id,
+                    "active": True,
+                }
             )
             touched_products[product.id] = product
         touched_orders.add(order_id)
+    if new_lines:
+        # One statement for the batch's lines (no objects: the queue is served in SQL).
+        await session.execute(insert(SocialOrderLine), new_lines)
     await session.flush()
     touched_orders |= await _serve(session, connection, touched_products.values())
     await social_orders.settle_orders(session, touched_orders)
