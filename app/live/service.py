@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Collection
+from collections import defaultdict
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -353,18 +354,44 @@ async def _serve(
     products: Collection[LiveSessionProduct],
 ) -> set[int]:
     """Recompute who holds each product's units (see allocation.py) and move the stock;
-    returns the orders whose lines changed. The caller holds the session lock."""
+    returns the orders whose lines changed. The caller holds the session lock. Three
+    statements whatever the number of products: a burst touches them all."""
     if not products:
         return set()
-    touched: set[int] = set()
+    ordered = sorted(products, key=lambda p: p.id)
+    ids = [p.id for p in ordered]
     async with locked_skus(
         session,
-        {p.master_sku_id for p in products},
+        {p.master_sku_id for p in ordered},
         connection_id=connection.id,
         platform_code=social_orders.PLATFORM,
     ) as mover:
-        for product in sorted(products, key=lambda p: p.id):
-            touched |= await _serve_product(session, mover, product)
+        held = {row.product_id: row for row in await session.execute(_HELD, {"products": ids})}
+        # Rows read: any unit a product may get is free now or held by the products sharing
+        # its SKU, so that bound never leaves out a line that could be served.
+        sharing: dict[int, int] = defaultdict(int)
+        for product in ordered:
+            sharing[product.master_sku_id] += (
+                int(held[product.id].held) if product.id in held else 0
+            )
+        bounds = [mover.states[p.master_sku_id].free + sharing[p.master_sku_id] for p in ordered]
+        queues: dict[int, list[Any]] = defaultdict(list)
+        for row in await session.execute(_QUEUE, {"products": ids, "pools": bounds}):
+            queues[row.product_id].append(row)
+        changed: list[tuple[int, int]] = []
+        touched: set[int] = set()
+        for product in ordered:
+            figures = held.get(product.id)
+            changes = _serve_product(
+                mover, product, queues[product.id], int(figures.held) if figures else 0
+            )
+            changed += [(line.id, units) for line, units in changes]
+            touched |= {line.order_id for line, _ in changes}
+        if changed:
+            await session.execute(
+                _SET_RESERVED,
+                {"ids": [i for i, _ in changed], "reserved": [units for _, units in changed]},
+            )
     return touched
 
 
@@ -372,23 +399,26 @@ async def _serve(
 # whose place in the queue is within the pool (the queue before them asks for less than the
 # pool). Lines further back get nothing and have nothing, so they are not even read.
 _QUEUE = text("""
-SELECT id, order_id, requested, reserved, pinned FROM (
-    SELECT l.id, l.order_id, l.reserved, l.sort_at, l.sort_key,
+SELECT product_id, id, order_id, requested, reserved, pinned FROM (
+    SELECT l.product_id, l.id, l.order_id, l.reserved, l.sort_at, l.sort_key, p.pool,
         CASE WHEN l.active AND o.status = 'unpaid' THEN l.requested ELSE 0 END AS requested,
         (l.active AND o.status NOT IN ('unpaid', 'cancelled')) AS pinned,
         COALESCE(sum(CASE WHEN l.active AND o.status = 'unpaid' THEN l.requested ELSE 0 END)
-            OVER (ORDER BY l.sort_at, l.sort_key, l.id
+            OVER (PARTITION BY l.product_id ORDER BY l.sort_at, l.sort_key, l.id
                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
-    FROM social_order_lines l JOIN marketplace_orders o ON o.id = l.order_id
-    WHERE l.product_id = :product_id AND (l.active OR l.reserved > 0)
+    FROM unnest(CAST(:products AS bigint[]), CAST(:pools AS integer[])) AS p(product_id, pool)
+    JOIN social_order_lines l ON l.product_id = p.product_id
+    JOIN marketplace_orders o ON o.id = l.order_id
+    WHERE l.active OR l.reserved > 0
 ) q
-WHERE reserved > 0 OR (requested > 0 AND before < :pool)
-ORDER BY sort_at, sort_key, id""")
+WHERE reserved > 0 OR (requested > 0 AND before < pool)
+ORDER BY product_id, sort_at, sort_key, id""")
 _HELD = text(
-    "SELECT COALESCE(sum(l.reserved), 0) AS held, COALESCE(sum(l.reserved) FILTER ("
-    "WHERE l.active AND o.status NOT IN ('unpaid', 'cancelled')), 0) AS pinned "
+    "SELECT l.product_id, COALESCE(sum(l.reserved), 0) AS held, COALESCE(sum(l.reserved) "
+    "FILTER (WHERE l.active AND o.status NOT IN ('unpaid', 'cancelled')), 0) AS pinned "
     "FROM social_order_lines l JOIN marketplace_orders o ON o.id = l.order_id "
-    "WHERE l.product_id = :product_id AND l.reserved > 0"
+    "WHERE l.product_id = ANY(CAST(:products AS bigint[])) AND l.reserved > 0 "
+    "GROUP BY l.product_id"
 )
 _SET_RESERVED = text(
     "UPDATE social_order_lines l SET reserved = u.reserved "
@@ -397,32 +427,24 @@ _SET_RESERVED = text(
 )
 
 
-async def _serve_product(
-    session: AsyncSession, moves: StockMover, product: LiveSessionProduct
-) -> set[int]:
-    held = (await session.execute(_HELD, {"product_id": product.id})).one()
+def _serve_product(
+    moves: StockMover, product: LiveSessionProduct, rows: Sequence[Any], held: int
+) -> list[tuple[Any, int]]:
+    """The lines of one product's queue whose holding changes, with what they hold now."""
     state = moves.states[product.master_sku_id]
-    room = state.free if product.cap is None else min(state.free, product.cap - int(held.held))
-    pool = max(0, room) + int(held.held) - int(held.pinned)
-    rows = (await session.execute(_QUEUE, {"product_id": product.id, "pool": pool})).all()
+    room = state.free if product.cap is None else min(state.free, product.cap - held)
     queue = [Claim(r.id, r.requested, r.reserved, pinned=r.pinned) for r in rows]
     lines = {r.id: r for r in rows}
     targets = allocate(queue, max(0, room))
-    changed = [(i, units) for i, units in targets.items() if units != lines[i].reserved]
+    changed = [(lines[i], units) for i, units in targets.items() if units != lines[i].reserved]
     note = f"live {product.code}"
     # Releases first, so a unit given up by one line is free for the next.
-    for line_id, units in sorted(changed, key=lambda c: c[1] - lines[c[0]].reserved):
-        line = lines[line_id]
+    for line, units in sorted(changed, key=lambda c: c[1] - c[0].reserved):
         if units < line.reserved:
             moves.release(line.order_id, product.master_sku_id, line.reserved - units, note)
         else:
             moves.reserve(line.order_id, product.master_sku_id, units - line.reserved, note)
-    if changed:
-        await session.execute(
-            _SET_RESERVED,
-            {"ids": [i for i, _ in changed], "reserved": [units for _, units in changed]},
-        )
-    return {lines[i].order_id for i, _ in changed}
+    return changed
 
 
 # --- Page events ----------------------------------------------------------------------------
