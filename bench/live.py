@@ -318,6 +318,24 @@ class Bench:
                 ),
                 {"s": session_id},
             )
+            # Where the time goes: the webhook pipeline (delivery stored -> its job done, the
+            # comments captured) and the allocation after it (-> the outcome), order comments.
+            split = (
+                await conn.execute(
+                    text(
+                        "WITH w AS (SELECT w.received_at, w.processed_at, "
+                        "ch->'value'->>'comment_id' AS comment_id FROM marketplace_webhooks w, "
+                        "jsonb_array_elements(w.payload->'entry'->0->'changes') AS ch) "
+                        "SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY "
+                        "extract(epoch FROM w.processed_at - w.received_at)) AS pipeline, "
+                        "percentile_cont(0.99) WITHIN GROUP (ORDER BY "
+                        "extract(epoch FROM c.processed_at - w.processed_at)) AS placing "
+                        "FROM live_comments c JOIN w ON w.comment_id = c.comment_id "
+                        "WHERE c.session_id = :s AND c.outcome <> 'not_an_order'"
+                    ),
+                    {"s": session_id},
+                )
+            ).one()
             orders = await conn.scalar(
                 text("SELECT count(*) FROM social_orders WHERE session_id = :s"),
                 {"s": session_id},
@@ -349,6 +367,11 @@ class Bench:
         print(
             f"delivery -> outcome:    p50 {pct(0.50) * 1000:.0f} ms, "
             f"p99 {pct(0.99) * 1000:.0f} ms, max {worst:.0f} ms (mean {mean:.0f} ms)"
+        )
+        print(
+            f"  of which p99:         webhook stored -> captured "
+            f"{float(split.pipeline or 0) * 1000:.0f} ms, captured -> placed "
+            f"{float(split.placing or 0) * 1000:.0f} ms (order comments)"
         )
         print(f"units reserved:         {held[0]} of {args.codes * args.stock} in stock")
         print(f"units waiting:          {held[1]}")
