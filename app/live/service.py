@@ -12,6 +12,7 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -488,6 +489,7 @@ async def handle_page_event(
     if connection is None or connection.platform_code != "facebook":
         return IGNORED
     handled = False
+    seen = _Seen()
     for entry in payload.get("entry") or []:
         if not isinstance(entry, dict):
             continue
@@ -497,7 +499,7 @@ async def handle_page_event(
             if isinstance(change, dict) and change.get("field") == "feed":
                 value = change.get("value")
                 if isinstance(value, dict):
-                    handled |= await _feed_change(session, connection, value, entry_time)
+                    handled |= await _feed_change(session, connection, value, entry_time, seen)
         for event in entry.get("messaging") or []:
             if isinstance(event, dict):
                 handled |= await _messaging_event(session, connection, event, now)
@@ -531,11 +533,22 @@ async def _session_for(
     )
 
 
+@dataclass
+class _Seen:
+    """What one delivery's comments share (Meta batches many into one): the open session of
+    a post and its codes, read once per delivery; the lives whose job was asked for."""
+
+    open_sessions: dict[str, LiveSession | None] = field(default_factory=dict)
+    codes: dict[uuid.UUID, dict[str, LiveSessionProduct]] = field(default_factory=dict)
+    queued: set[uuid.UUID] = field(default_factory=set)
+
+
 async def _feed_change(
     session: AsyncSession,
     connection: MarketplaceConnection,
     value: dict[str, Any],
     entry_time: datetime,
+    seen: _Seen,
 ) -> bool:
     """A new comment is captured without waiting for the session lock: one that is not an
     order is final at once; an order comment waits (`pending`) for the allocation, done here
@@ -552,7 +565,14 @@ async def _feed_change(
     buyer_id = _text(sender.get("id"), 128)
     if buyer_id == connection.shop_id:
         return False  # the Page answering its own live
-    live = await _session_for(session, connection.id, post_id, comment_id, verb)
+    if verb == "add":
+        if post_id not in seen.open_sessions:
+            seen.open_sessions[post_id] = await _session_for(
+                session, connection.id, post_id, comment_id, verb
+            )
+        live = seen.open_sessions[post_id]
+    else:
+        live = await _session_for(session, connection.id, post_id, comment_id, verb)
     if live is None:
         return False
     commented_at = _as_time(value.get("created_time"), entry_time)
@@ -567,7 +587,9 @@ async def _feed_change(
         "changed_at": entry_time,
     }
     if verb == "add":
-        codes = await _codes(session, live.id)
+        if live.id not in seen.codes:
+            seen.codes[live.id] = await _codes(session, live.id)
+        codes = seen.codes[live.id]
         is_order = bool(_lines_of(live, codes, message, commented_at))
         captured = await session.scalar(
             pg_insert(LiveComment)
@@ -580,8 +602,9 @@ async def _feed_change(
             .on_conflict_do_nothing(index_elements=["session_id", "comment_id"])
             .returning(LiveComment.id)
         )
-        if captured is not None and is_order:
+        if captured is not None and is_order and live.id not in seen.queued:
             queue_allocation(session, live.id)
+            seen.queued.add(live.id)
         return True
     # An edit or removal is captured the same way (the allocation withdraws the comment's
     # lines and places the new ones); one older than the change applied, or a change after
@@ -610,8 +633,9 @@ async def _feed_change(
             & (LiveComment.outcome != CommentOutcome.REMOVED.value),
         ).returning(LiveComment.id)
     )
-    if captured is not None:
+    if captured is not None and live.id not in seen.queued:
         queue_allocation(session, live.id)
+        seen.queued.add(live.id)
     return True
 
 
