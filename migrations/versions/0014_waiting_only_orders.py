@@ -25,6 +25,16 @@ def upgrade() -> None:
         "marketplace_orders",
         sa.Column("waiting_only", sa.Boolean(), server_default="false", nullable=False),
     )
+    # Open live and Messenger orders that hold nothing and wait for something (from
+    # social_orders: the few orders this service owns, not a scan of every order).
+    op.execute(
+        "UPDATE marketplace_orders o SET waiting_only = true FROM social_orders s "
+        "WHERE s.order_id = o.id AND o.status = 'unpaid' "
+        "AND NOT EXISTS (SELECT 1 FROM social_order_lines l WHERE l.order_id = o.id "
+        "AND l.active AND l.reserved > 0) "
+        "AND EXISTS (SELECT 1 FROM social_order_lines l WHERE l.order_id = o.id "
+        "AND l.active AND l.requested > l.reserved)"
+    )
 
 
 def downgrade() -> None:
