@@ -15,13 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.inventory import outbox
-from app.inventory import tasks as inventory_tasks
 from app.live import replies
 from app.live import tasks as live_tasks
 from app.live.service import ALLOCATE_JOB, handle_page_event
 from app.sandbox.facebook_live import comment_payload
-from app.worker import FUNCTIONS, create_worker
-from tests.conftest import RunningSandbox
+from tests.conftest import RunningSandbox, run_burst
 from tests.live.helpers import (
     BASE_TIME,
     comments,
@@ -76,21 +74,6 @@ async def _capture(
         await session.commit()
 
 
-async def _burst(settings: Settings) -> None:
-    worker = create_worker(
-        settings,
-        functions=[*FUNCTIONS, *live_tasks.FUNCTIONS, *inventory_tasks.FUNCTIONS],
-        cron_jobs=[],
-        burst=True,
-        handle_signals=False,
-        poll_delay=0.01,
-    )
-    try:
-        await worker.async_run()
-    finally:
-        await worker.close()
-
-
 async def test_capturing_comments_places_nothing_and_asks_for_one_allocation_job(
     api: httpx.AsyncClient,
     shop: dict[str, Any],
@@ -113,7 +96,7 @@ async def test_capturing_comments_places_nothing_and_asks_for_one_allocation_job
     assert (await stock(api, SKU))["reserved"] == 0
     assert await _queued(redis, ALLOCATE_JOB) == 1
 
-    await _burst(settings)
+    await run_burst(settings)
 
     rows = await comments(api, live)
     assert len(rows) == 20
@@ -208,7 +191,7 @@ async def test_removing_a_comment_during_a_burst_gives_its_unit_to_the_next(
     )
     await _capture(session_factory, shop, removal)
 
-    await _burst(settings)
+    await run_burst(settings)
 
     outcomes = {r["buyerId"]: r["outcome"] for r in await comments(api, live)}
     assert outcomes == {
