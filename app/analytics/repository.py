@@ -34,6 +34,7 @@ IN_RANGE = f"""o.user_id = :user_id
 # read from the normalized status (anything past `unpaid`), since Lazada and Facebook give no
 # payment time; an `unknown` status counts only with a payment time.
 KIND = """CASE
+        WHEN o.waiting_only THEN NULL
         WHEN o.status IN ('cancelled', 'returned', 'failed') THEN o.status
         WHEN o.is_cod OR (o.status <> 'unpaid' AND (o.status <> 'unknown' OR o.paid_at IS NOT NULL))
             THEN 'order'

@@ -12,10 +12,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import NotFoundError
-from app.inventory import ledger
-from app.inventory.outbox import take_jobs
+from app.inventory import moves
 from app.inventory.requests import request_listing_pushes, request_pushes
-from app.inventory.rules import Balance, sellable_quantity
+from app.inventory.rules import sellable_quantity
 from app.inventory.schemas import (
     CursorPagination,
     InventoryListing,
@@ -45,13 +44,6 @@ def _decode(cursor: str) -> int:
     except (ValueError, TypeError) as exc:
         raise invalid("cursor", "Malformed cursor; pass nextCursor from a previous page") from exc
     return int(key)
-
-
-def send_after_commit(uow: UnitOfWork) -> None:
-    """Hand the push jobs queued on the session to the unit of work, which sends them after
-    its commit (and answers 503 when the queue is down, as every job-starting endpoint)."""
-    for job in take_jobs(uow.session):
-        uow.enqueue_after_commit(job.function, *job.args, job_id=job.job_id)
 
 
 async def _rows(session: AsyncSession, masters: list[InventorySku]) -> list[InventoryRow]:
@@ -144,17 +136,14 @@ async def update_inventory(
         if name in given:
             setattr(master, name, getattr(body, name))
     if body.available is not None:
-        balance = Balance.of(body.available)
-        master.available, master.oversold = balance.available, balance.oversold
         master.seller_set = True
         await session.flush()
-        await ledger.append(
-            session,
-            [ledger.Entry(master.id, "set", body.available, master.available, message="set")],
-        )
-    await session.flush()
-    await request_pushes(session, [master.id])
-    send_after_commit(uow)
+        # Through the stock mover: units added serve the waiting lines first.
+        await moves.set_figure(session, master.id, body.available, "set")
+        await session.refresh(master)
+    else:
+        await session.flush()
+        await request_pushes(session, [master.id])  # new rules, the same figure
     return (await _rows(session, [master]))[0]
 
 
@@ -184,26 +173,23 @@ async def update_mapping(uow: UnitOfWork, user_id: str, body: SkuMappingUpdate) 
             )
         )
         stock = max(0, listing.quantity or 0)
+        value = master.available - master.oversold
         # A master SKU the seller never set starts from (or drops to) its listings' lowest.
-        if not master.seller_set and (others is None or stock < master.available):
-            balance = Balance.of(stock - master.oversold if others is not None else stock)
-            master.available, master.oversold = balance.available, balance.oversold
+        lowers = not master.seller_set and (others is None or stock < value)
+        if lowers or value >= 0:
+            # The link is in the ledger, as the figure it leaves (a `set` the recompute and
+            # the counters agree on); an oversold figure left as it is cannot be a `set`.
             await session.flush()
-            await ledger.append(
+            await moves.set_figure(
                 session,
-                [
-                    ledger.Entry(
-                        master.id,
-                        "set",
-                        stock,
-                        master.available,
-                        connection_id=listing.connection_id,
-                        listing_id=listing.id,
-                        platform_code=listing.platform_code,
-                        message="lowest stock of the listings linked by hand",
-                    )
-                ],
+                master.id,
+                stock if lowers else value,
+                "lowest stock of the listings linked by hand"
+                if lowers
+                else f"listing {listing.id} linked; the figure is unchanged",
+                moves.Origin(listing.id, listing.connection_id, listing.platform_code),
             )
+            await session.refresh(master)
     statement = insert(SkuMapping).values(
         user_id=user_id, listing_id=listing.id, master_sku_id=master_id, source="manual"
     )
@@ -219,7 +205,6 @@ async def update_mapping(uow: UnitOfWork, user_id: str, body: SkuMappingUpdate) 
         listing.push_status = PushStatus.OK
         listing.push_message = None
     await session.flush()
-    send_after_commit(uow)
     return listing.id
 
 

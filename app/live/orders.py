@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -103,7 +103,21 @@ async def create_orders(session: AsyncSession, new: Sequence[NewOrder]) -> dict[
     return created
 
 
-def _lines_view(lines: Sequence[SocialOrderLine]) -> tuple[list[Any], list[Any]]:
+_LINE_COLUMNS = (
+    SocialOrderLine.id,
+    SocialOrderLine.order_id,
+    SocialOrderLine.sku,
+    SocialOrderLine.code,
+    SocialOrderLine.name,
+    SocialOrderLine.external_product_id,
+    SocialOrderLine.unit_price,
+    SocialOrderLine.requested,
+    SocialOrderLine.reserved,
+    SocialOrderLine.active,
+)
+
+
+def _lines_view(lines: Sequence[Any]) -> tuple[list[Any], list[Any]]:
     items = [
         [line.id, line.sku, line.code, line.name, line.reserved, str(line.unit_price)]
         for line in lines
@@ -135,15 +149,14 @@ async def refresh_orders(
         s.order_id: s
         for s in await session.scalars(select(SocialOrder).where(SocialOrder.order_id.in_(ids)))
     }
-    # populate_existing: the allocation writes `reserved` in SQL, so lines already loaded in
-    # this transaction are read again.
-    all_lines = await session.scalars(
-        select(SocialOrderLine)
+    # Plain rows, not objects: the allocation writes `reserved` in SQL (so objects loaded
+    # earlier would be stale), and a burst refreshes thousands of lines at once.
+    all_lines = await session.execute(
+        select(*_LINE_COLUMNS)
         .where(SocialOrderLine.order_id.in_(ids), SocialOrderLine.active)
         .order_by(SocialOrderLine.sort_at, SocialOrderLine.sort_key, SocialOrderLine.id)
-        .execution_options(populate_existing=True)
     )
-    by_order: dict[int, list[SocialOrderLine]] = {i: [] for i in ids}
+    by_order: dict[int, list[Any]] = {i: [] for i in ids}
     for line in all_lines:
         by_order[line.order_id].append(line)
     changed: list[int] = []
@@ -158,11 +171,15 @@ async def refresh_orders(
             order.status = "cancelled"
             order.raw_status = "all_lines_removed"
             social.is_open = False
+        held = [line for line in lines if line.active and line.reserved > 0]
+        if order.status == "unpaid":
+            # Only waiting: nothing to pay yet, so not an unpaid order (counts, analytics)
+            # until a unit is theirs. A closed order keeps what it was.
+            order.waiting_only = not held and bool(waiting)
         digest = _digest([order.status, shown, waiting])
         if digest == order.content_hash:
             continue
         order.content_hash = digest
-        held = [line for line in lines if line.active and line.reserved > 0]
         order.subtotal = order.total = sum(
             (line.unit_price * line.reserved for line in held), Decimal(0)
         )
@@ -223,8 +240,9 @@ async def queue_replies(
         )
     if not rows:
         return
+    # Parameters apart from the statement: one cached statement whatever the number of rows.
     await session.execute(
-        pg_insert(SocialReply).values(rows).on_conflict_do_nothing(index_elements=["dedupe_key"])
+        pg_insert(SocialReply).on_conflict_do_nothing(index_elements=["dedupe_key"]), rows
     )
     for connection_id in {order.connection_id for order, _ in changed}:
         replies_due(session, connection_id)
@@ -235,6 +253,24 @@ def replies_due(session: AsyncSession, connection_id: uuid.UUID) -> None:
     from app.live.replies import queue_reply_job
 
     queue_reply_job(session, connection_id)
+
+
+_OUTCOMES = text(
+    "UPDATE live_comments c SET outcome = CASE WHEN x.held THEN 'ordered' ELSE 'waitlisted' END "
+    "FROM (SELECT comment_row_id, bool_or(reserved > 0) AS held FROM social_order_lines "
+    "WHERE order_id = ANY(CAST(:orders AS bigint[])) AND active "
+    "AND comment_row_id IS NOT NULL GROUP BY comment_row_id) AS x "
+    "WHERE c.id = x.comment_row_id"
+)
+
+
+async def settle_orders(session: AsyncSession, order_ids: Collection[int]) -> None:
+    """After lines moved: the orders' items, totals and replies, and each comment's outcome."""
+    ids = sorted(set(order_ids))
+    if not ids:
+        return
+    await refresh_orders(session, ids)
+    await session.execute(_OUTCOMES, {"orders": ids})
 
 
 async def order_lines(session: AsyncSession, order_id: int) -> list[SocialOrderLine]:

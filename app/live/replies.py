@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.connections.credentials import decrypt_credentials
 from app.connections.hosts import host_problem
-from app.inventory.outbox import defer_job
+from app.jobs.outbox import enqueue
 from app.live.templates import fill
 from app.models import MarketplaceConnection, MarketplaceOrder
 from app.models.live_session import LiveSession
@@ -51,6 +51,13 @@ DEFAULT_TEMPLATE = (
     "ชำระเงินโดยโอนเข้าบัญชีที่แจ้งในไลฟ์ แล้วส่งสลิปในแชทนี้ได้เลยค่ะ ขอบคุณค่ะ"
 )
 CANCELLED_TEXT = "ออเดอร์ {orderNumber} ถูกยกเลิกแล้วค่ะ หากต้องการสั่งใหม่ พิมพ์ CF ตามด้วยรหัสสินค้าได้เลยค่ะ"
+# To a buyer whose every line waits: their place in line, nothing to pay yet.
+WAITING_TEXT = (
+    "สวัสดีค่ะ คุณ{buyerName} 🙏\n"
+    "ออเดอร์ {orderNumber}: สินค้าหมดชั่วคราว คุณอยู่ในคิวรอค่ะ\n"
+    "{queue}\n"
+    "เมื่อได้สินค้าแล้ว จะแจ้งยอดที่ต้องชำระอีกครั้งนะคะ ขอบคุณค่ะ"
+)
 PAID_TEXT = "ได้รับชำระเงินออเดอร์ {orderNumber} แล้วค่ะ ยอด {total} {currency} กำลังจัดส่งให้นะคะ ขอบคุณค่ะ"
 
 
@@ -72,13 +79,15 @@ def bucket_end_in(at: float, buckets_per_second: int) -> float:
 
 
 def queue_reply_job(session: AsyncSession, connection_id: uuid.UUID) -> None:
-    """After commit (inventory's outbox); the sweep cron catches a lost one."""
+    """The connection's reply job once this transaction commits; the sweep cron catches a
+    lost one. Requests of one time bucket coalesce into one job, which starts when its bucket
+    closes (see bucket_end_in), so a request made while a job sends is never lost."""
     now = time.time()
-    defer_job(
+    enqueue(
         session,
         REPLY_JOB,
         str(connection_id),
-        job_id=job_id(connection_id, now),
+        dedupe_key=job_id(connection_id, now),
         defer_seconds=bucket_end_in(now, JOB_BUCKETS_PER_SECOND),
     )
 
@@ -100,8 +109,10 @@ async def _order_fields(
         for line in lines
         if line.reserved > 0
     ]
+    places = await _places_in_line(session, order.id)
     waiting = [
-        f"- {line.code or line.name} x{line.requested - line.reserved}"
+        f"- {line.code or line.name} x{line.requested - line.reserved} "
+        f"(คิวที่ {places.get(line.id, 1)})"
         for line in lines
         if line.requested > line.reserved
     ]
@@ -126,10 +137,29 @@ async def _order_fields(
         "orderNumber": f"#{order.id}",
         "lines": "\n".join(held) if held else "- (ยังไม่มีสินค้าที่ได้รับ)",
         "waitlist": ("รอคิว (สินค้าหมด):\n" + "\n".join(waiting) + "\n") if waiting else "",
+        "queue": "\n".join(waiting),
         "total": format_amount(order.total or Decimal(0), currency),
         "currency": currency,
     }
     return fields, template
+
+
+# A waiting line's place: 1 + the waiting lines of the same master SKU before it, first come
+# first served across lives and carts, as the stock mover serves them.
+_PLACES = text(
+    "SELECT l.id, 1 + (SELECT count(*) FROM social_order_lines q "
+    "JOIN marketplace_orders o ON o.id = q.order_id WHERE q.master_sku_id = l.master_sku_id "
+    "AND q.active AND q.requested > q.reserved AND o.status = 'unpaid' "
+    "AND (q.sort_at, q.sort_key, q.id) < (l.sort_at, l.sort_key, l.id)) AS place "
+    "FROM social_order_lines l WHERE l.order_id = :order_id AND l.active "
+    "AND l.requested > l.reserved AND l.master_sku_id IS NOT NULL"
+)
+
+
+async def _places_in_line(session: AsyncSession, order_id: int) -> dict[int, int]:
+    return {
+        row.id: int(row.place) for row in await session.execute(_PLACES, {"order_id": order_id})
+    }
 
 
 async def _text_for(session: AsyncSession, order: MarketplaceOrder, social: SocialOrder) -> str:
@@ -138,6 +168,8 @@ async def _text_for(session: AsyncSession, order: MarketplaceOrder, social: Soci
         return fill(CANCELLED_TEXT, fields)
     if order.status == "pending":
         return fill(PAID_TEXT, fields)
+    if order.waiting_only:
+        return fill(WAITING_TEXT, fields)
     return render_message(template, fields)
 
 
@@ -204,7 +236,12 @@ async def _send_all(wc: WorkerContext, connection_id: uuid.UUID) -> int:
             if not ids:
                 return sent
             for reply_id in ids:
-                sent += await _send_one(wc, client, reply_id)
+                try:
+                    sent += await _send_one(wc, client, reply_id)
+                except Exception as exc:
+                    # A failing reply never blocks another (nor stays `sending`).
+                    logger.exception("reply failed", extra={"reply_id": reply_id})
+                    await _fail(wc, reply_id, f"{type(exc).__name__}: {exc}")
             after = ids[-1]
     finally:
         await client.aclose()
@@ -295,6 +332,16 @@ async def _send_one(wc: WorkerContext, client: MessengerClient, reply_id: int) -
         return 1
 
 
+async def _fail(wc: WorkerContext, reply_id: int, message: str) -> None:
+    async with wc.sessionmaker() as session:
+        await session.execute(
+            update(SocialReply)
+            .where(SocialReply.id == reply_id, SocialReply.status == "sending")
+            .values(status="failed", error=message[:1000])
+        )
+        await session.commit()
+
+
 async def _refuse(
     session: AsyncSession,
     reply: SocialReply,
@@ -314,9 +361,8 @@ async def _refuse(
     return 0
 
 
-async def due_connections(wc: WorkerContext) -> list[uuid.UUID]:
-    async with wc.sessionmaker() as session:
-        rows = await session.scalars(
-            select(SocialReply.connection_id).where(SocialReply.status == "pending").distinct()
-        )
-        return list(rows)
+async def due_connections(session: AsyncSession) -> list[uuid.UUID]:
+    rows = await session.scalars(
+        select(SocialReply.connection_id).where(SocialReply.status == "pending").distinct()
+    )
+    return list(rows)

@@ -7,24 +7,32 @@ master SKU row locks in id order, the order every stock writer takes them in."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
 import uuid
-from collections.abc import Collection, Iterable
+from collections import defaultdict
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import ConflictError, FieldProblem, NotFoundError, ValidationFailed
-from app.inventory.outbox import defer_job
+from app.inventory.moves import (
+    StockMover,
+    commit_order,
+    locked_skus,
+    release_order,
+    resolve_skus,
+)
+from app.jobs.outbox import enqueue
 from app.live import orders as social_orders
 from app.live.allocation import Claim, allocate
 from app.live.parsing import ParsedLine, parse_comment
-from app.live.replies import bucket_end_in
 from app.live.schemas import (
     CommentOutcome,
     LiveCommentOut,
@@ -35,7 +43,6 @@ from app.live.schemas import (
     LiveSessionUpdate,
     SessionStatus,
 )
-from app.live.stock import StockMoves, locked_skus, release_order, resolve_skus
 from app.models import InventorySku, MarketplaceConnection, MarketplaceOrder
 from app.models.live_comment import LiveComment
 from app.models.live_session import LiveSession
@@ -52,9 +59,13 @@ IGNORED = "ignored"
 PENDING = "pending"
 ALLOCATE_JOB = "allocate_live_comments"
 ALLOCATION_BATCH = 2000
-ALLOCATION_BUCKETS_PER_SECOND = 10
 # Pending this long is taken as a lost allocation job by the sweep.
-SWEEP_AFTER = timedelta(seconds=5)
+SWEEP_AFTER = timedelta(seconds=2)
+# The allocation job stays this long after its last comment, looking for more every
+# LINGER_POLL seconds: during a live comments keep coming, and one that lands while the job
+# runs is placed by it rather than waiting for a new job (or the sweep).
+LINGER_SECONDS = 1.0
+LINGER_POLL = 0.02
 # Meta sends unix seconds; some payloads carry ISO 8601 ("2026-12-01T10:00:00+0000").
 _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 
@@ -295,7 +306,7 @@ async def update_session(
         await session.flush()
         if rebalance:
             # A raised cap serves the waiting list (a lowered one takes nothing back).
-            await _settle(session, await _serve(session, connection, rebalance))
+            await social_orders.settle_orders(session, await _serve(session, connection, rebalance))
     if body.reply_template is not None:
         live.reply_template = body.reply_template or None
     if body.ends_at is not None:
@@ -344,13 +355,44 @@ async def _serve(
     products: Collection[LiveSessionProduct],
 ) -> set[int]:
     """Recompute who holds each product's units (see allocation.py) and move the stock;
-    returns the orders whose lines changed. The caller holds the session lock."""
+    returns the orders whose lines changed. The caller holds the session lock. Three
+    statements whatever the number of products: a burst touches them all."""
     if not products:
         return set()
-    touched: set[int] = set()
-    async with locked_skus(session, {p.master_sku_id for p in products}, connection.id) as moves:
-        for product in sorted(products, key=lambda p: p.id):
-            touched |= await _serve_product(session, moves, product)
+    ordered = sorted(products, key=lambda p: p.id)
+    ids = [p.id for p in ordered]
+    async with locked_skus(
+        session,
+        {p.master_sku_id for p in ordered},
+        connection_id=connection.id,
+        platform_code=social_orders.PLATFORM,
+    ) as mover:
+        held = {row.product_id: row for row in await session.execute(_HELD, {"products": ids})}
+        # Rows read: any unit a product may get is free now or held by the products sharing
+        # its SKU, so that bound never leaves out a line that could be served.
+        sharing: dict[int, int] = defaultdict(int)
+        for product in ordered:
+            sharing[product.master_sku_id] += (
+                int(held[product.id].held) if product.id in held else 0
+            )
+        bounds = [mover.states[p.master_sku_id].free + sharing[p.master_sku_id] for p in ordered]
+        queues: dict[int, list[Any]] = defaultdict(list)
+        for row in await session.execute(_QUEUE, {"products": ids, "pools": bounds}):
+            queues[row.product_id].append(row)
+        changed: list[tuple[int, int]] = []
+        touched: set[int] = set()
+        for product in ordered:
+            figures = held.get(product.id)
+            changes = _serve_product(
+                mover, product, queues[product.id], int(figures.held) if figures else 0
+            )
+            changed += [(line.id, units) for line, units in changes]
+            touched |= {line.order_id for line, _ in changes}
+        if changed:
+            await session.execute(
+                _SET_RESERVED,
+                {"ids": [i for i, _ in changed], "reserved": [units for _, units in changed]},
+            )
     return touched
 
 
@@ -358,23 +400,26 @@ async def _serve(
 # whose place in the queue is within the pool (the queue before them asks for less than the
 # pool). Lines further back get nothing and have nothing, so they are not even read.
 _QUEUE = text("""
-SELECT id, order_id, requested, reserved, pinned FROM (
-    SELECT l.id, l.order_id, l.reserved, l.sort_at, l.sort_key,
+SELECT product_id, id, order_id, requested, reserved, pinned FROM (
+    SELECT l.product_id, l.id, l.order_id, l.reserved, l.sort_at, l.sort_key, p.pool,
         CASE WHEN l.active AND o.status = 'unpaid' THEN l.requested ELSE 0 END AS requested,
         (l.active AND o.status NOT IN ('unpaid', 'cancelled')) AS pinned,
         COALESCE(sum(CASE WHEN l.active AND o.status = 'unpaid' THEN l.requested ELSE 0 END)
-            OVER (ORDER BY l.sort_at, l.sort_key, l.id
+            OVER (PARTITION BY l.product_id ORDER BY l.sort_at, l.sort_key, l.id
                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
-    FROM social_order_lines l JOIN marketplace_orders o ON o.id = l.order_id
-    WHERE l.product_id = :product_id AND (l.active OR l.reserved > 0)
+    FROM unnest(CAST(:products AS bigint[]), CAST(:pools AS integer[])) AS p(product_id, pool)
+    JOIN social_order_lines l ON l.product_id = p.product_id
+    JOIN marketplace_orders o ON o.id = l.order_id
+    WHERE l.active OR l.reserved > 0
 ) q
-WHERE reserved > 0 OR (requested > 0 AND before < :pool)
-ORDER BY sort_at, sort_key, id""")
+WHERE reserved > 0 OR (requested > 0 AND before < pool)
+ORDER BY product_id, sort_at, sort_key, id""")
 _HELD = text(
-    "SELECT COALESCE(sum(l.reserved), 0) AS held, COALESCE(sum(l.reserved) FILTER ("
-    "WHERE l.active AND o.status NOT IN ('unpaid', 'cancelled')), 0) AS pinned "
+    "SELECT l.product_id, COALESCE(sum(l.reserved), 0) AS held, COALESCE(sum(l.reserved) "
+    "FILTER (WHERE l.active AND o.status NOT IN ('unpaid', 'cancelled')), 0) AS pinned "
     "FROM social_order_lines l JOIN marketplace_orders o ON o.id = l.order_id "
-    "WHERE l.product_id = :product_id AND l.reserved > 0"
+    "WHERE l.product_id = ANY(CAST(:products AS bigint[])) AND l.reserved > 0 "
+    "GROUP BY l.product_id"
 )
 _SET_RESERVED = text(
     "UPDATE social_order_lines l SET reserved = u.reserved "
@@ -383,32 +428,24 @@ _SET_RESERVED = text(
 )
 
 
-async def _serve_product(
-    session: AsyncSession, moves: StockMoves, product: LiveSessionProduct
-) -> set[int]:
-    held = (await session.execute(_HELD, {"product_id": product.id})).one()
+def _serve_product(
+    moves: StockMover, product: LiveSessionProduct, rows: Sequence[Any], held: int
+) -> list[tuple[Any, int]]:
+    """The lines of one product's queue whose holding changes, with what they hold now."""
     state = moves.states[product.master_sku_id]
-    room = state.free if product.cap is None else min(state.free, product.cap - int(held.held))
-    pool = max(0, room) + int(held.held) - int(held.pinned)
-    rows = (await session.execute(_QUEUE, {"product_id": product.id, "pool": pool})).all()
+    room = state.free if product.cap is None else min(state.free, product.cap - held)
     queue = [Claim(r.id, r.requested, r.reserved, pinned=r.pinned) for r in rows]
     lines = {r.id: r for r in rows}
     targets = allocate(queue, max(0, room))
-    changed = [(i, units) for i, units in targets.items() if units != lines[i].reserved]
+    changed = [(lines[i], units) for i, units in targets.items() if units != lines[i].reserved]
     note = f"live {product.code}"
     # Releases first, so a unit given up by one line is free for the next.
-    for line_id, units in sorted(changed, key=lambda c: c[1] - lines[c[0]].reserved):
-        line = lines[line_id]
+    for line, units in sorted(changed, key=lambda c: c[1] - c[0].reserved):
         if units < line.reserved:
             moves.release(line.order_id, product.master_sku_id, line.reserved - units, note)
         else:
             moves.reserve(line.order_id, product.master_sku_id, units - line.reserved, note)
-    if changed:
-        await session.execute(
-            _SET_RESERVED,
-            {"ids": [i for i, _ in changed], "reserved": [units for _, units in changed]},
-        )
-    return {lines[i].order_id for i, _ in changed}
+    return changed
 
 
 # --- Page events ----------------------------------------------------------------------------
@@ -452,6 +489,7 @@ async def handle_page_event(
     if connection is None or connection.platform_code != "facebook":
         return IGNORED
     handled = False
+    seen = _Seen()
     for entry in payload.get("entry") or []:
         if not isinstance(entry, dict):
             continue
@@ -461,7 +499,7 @@ async def handle_page_event(
             if isinstance(change, dict) and change.get("field") == "feed":
                 value = change.get("value")
                 if isinstance(value, dict):
-                    handled |= await _feed_change(session, connection, value, entry_time)
+                    handled |= await _feed_change(session, connection, value, entry_time, seen)
         for event in entry.get("messaging") or []:
             if isinstance(event, dict):
                 handled |= await _messaging_event(session, connection, event, now)
@@ -495,11 +533,22 @@ async def _session_for(
     )
 
 
+@dataclass
+class _Seen:
+    """What one delivery's comments share (Meta batches many into one): the open session of
+    a post and its codes, read once per delivery; the lives whose job was asked for."""
+
+    open_sessions: dict[str, LiveSession | None] = field(default_factory=dict)
+    codes: dict[uuid.UUID, dict[str, LiveSessionProduct]] = field(default_factory=dict)
+    queued: set[uuid.UUID] = field(default_factory=set)
+
+
 async def _feed_change(
     session: AsyncSession,
     connection: MarketplaceConnection,
     value: dict[str, Any],
     entry_time: datetime,
+    seen: _Seen,
 ) -> bool:
     """A new comment is captured without waiting for the session lock: one that is not an
     order is final at once; an order comment waits (`pending`) for the allocation, done here
@@ -516,7 +565,14 @@ async def _feed_change(
     buyer_id = _text(sender.get("id"), 128)
     if buyer_id == connection.shop_id:
         return False  # the Page answering its own live
-    live = await _session_for(session, connection.id, post_id, comment_id, verb)
+    if verb == "add":
+        if post_id not in seen.open_sessions:
+            seen.open_sessions[post_id] = await _session_for(
+                session, connection.id, post_id, comment_id, verb
+            )
+        live = seen.open_sessions[post_id]
+    else:
+        live = await _session_for(session, connection.id, post_id, comment_id, verb)
     if live is None:
         return False
     commented_at = _as_time(value.get("created_time"), entry_time)
@@ -531,7 +587,9 @@ async def _feed_change(
         "changed_at": entry_time,
     }
     if verb == "add":
-        codes = await _codes(session, live.id)
+        if live.id not in seen.codes:
+            seen.codes[live.id] = await _codes(session, live.id)
+        codes = seen.codes[live.id]
         is_order = bool(_lines_of(live, codes, message, commented_at))
         captured = await session.scalar(
             pg_insert(LiveComment)
@@ -544,46 +602,40 @@ async def _feed_change(
             .on_conflict_do_nothing(index_elements=["session_id", "comment_id"])
             .returning(LiveComment.id)
         )
-        if captured is None or not is_order:
-            return True  # a redelivery, or a comment that is not an order
-        if await _try_lock_session(session, live.id):
-            await allocate_pending(session, connection, live)
-        else:
-            queue_allocation(session, live.id)  # the lock holder may not see this row
+        if captured is not None and is_order and live.id not in seen.queued:
+            queue_allocation(session, live.id)
+            seen.queued.add(live.id)
         return True
-    await _lock_session(session, live.id)
-    await allocate_pending(session, connection, live)
-    comment = await session.scalar(
-        select(LiveComment)
-        .where(LiveComment.session_id == live.id, LiveComment.comment_id == comment_id)
-        .with_for_update()
+    # An edit or removal is captured the same way (the allocation withdraws the comment's
+    # lines and places the new ones); one older than the change applied, or a change after
+    # the removal, is dropped. One before its "add" (webhooks arrive in any order) is the row.
+    removed = verb == "remove"
+    statement = pg_insert(LiveComment).values(
+        **capture,
+        pending=True,
+        outcome=CommentOutcome.REMOVED.value if removed else PENDING,
+        processed_at=func.clock_timestamp(),
     )
-    if comment is None:
-        # An edit or removal before its "add" (webhooks arrive in any order).
-        comment = LiveComment(
-            **capture,
-            pending=False,
-            outcome=CommentOutcome.NOT_AN_ORDER.value,
-            processed_at=datetime.now(UTC),
-        )
-        session.add(comment)
-        await session.flush()
-    elif comment.outcome == CommentOutcome.REMOVED or entry_time <= comment.changed_at:
-        return True  # deleted already, or an edit older than the one applied
-    elif comment.order_id is not None:
-        social = await session.get(SocialOrder, comment.order_id)
-        if social is not None and not social.is_open:
-            return True  # paid or cancelled: the seller decides now, not the comment
-    comment.changed_at = max(comment.changed_at, entry_time)
-    touched_products, touched_orders = await _withdraw(session, comment)
-    if verb == "remove":
-        comment.outcome = CommentOutcome.REMOVED.value
+    changes: dict[str, Any] = {
+        "pending": True,
+        "changed_at": statement.excluded.changed_at,
+        "processed_at": statement.excluded.processed_at,
+    }
+    if removed:
+        changes["outcome"] = CommentOutcome.REMOVED.value
     else:
-        comment.message = message
-        comment.outcome = CommentOutcome.NOT_AN_ORDER.value
-        comment.pending = True
-        await session.flush()
-    await _place(session, connection, live, touched_products, touched_orders)
+        changes["message"] = statement.excluded.message
+    captured = await session.scalar(
+        statement.on_conflict_do_update(
+            index_elements=["session_id", "comment_id"],
+            set_=changes,
+            where=(LiveComment.changed_at < statement.excluded.changed_at)
+            & (LiveComment.outcome != CommentOutcome.REMOVED.value),
+        ).returning(LiveComment.id)
+    )
+    if captured is not None and live.id not in seen.queued:
+        queue_allocation(session, live.id)
+        seen.queued.add(live.id)
     return True
 
 
@@ -601,43 +653,19 @@ def _lines_of(
     return parse_comment(message, live.keyword, codes) if in_window else []
 
 
-async def _withdraw(
-    session: AsyncSession, comment: LiveComment
-) -> tuple[dict[int, LiveSessionProduct], set[int]]:
-    """Take a comment's lines out of the queue (their units are given back when the queue is
-    served next)."""
-    products: dict[int, LiveSessionProduct] = {}
-    orders: set[int] = set()
-    lines = await session.scalars(
-        select(SocialOrderLine).where(
-            SocialOrderLine.comment_row_id == comment.id, SocialOrderLine.active
-        )
-    )
-    for line in lines:
-        line.active = False
-        orders.add(line.order_id)
-        if line.product_id is not None:
-            product = await session.get(LiveSessionProduct, line.product_id)
-            assert product is not None
-            products[product.id] = product
-    return products, orders
+_WITHDRAW = text(
+    "UPDATE social_order_lines SET active = false "
+    "WHERE comment_row_id = ANY(CAST(:comments AS bigint[])) AND active "
+    "RETURNING order_id, product_id"
+)
 
 
 async def allocate_pending(
     session: AsyncSession, connection: MarketplaceConnection, live: LiveSession
 ) -> int:
-    """Place every pending comment of the session (the caller holds the session lock), in
-    one pass: lines for each, each product's queue served once, each order settled once."""
-    return await _place(session, connection, live, {}, set())
-
-
-async def _place(
-    session: AsyncSession,
-    connection: MarketplaceConnection,
-    live: LiveSession,
-    touched_products: dict[int, LiveSessionProduct],
-    touched_orders: set[int],
-) -> int:
+    """Place every pending comment of the session (the caller holds the session lock) in
+    comment-time order, in one pass: edited and removed comments give up their lines, new
+    lines are added, each product's queue is served once, each order settled once."""
     pending = list(
         await session.scalars(
             select(LiveComment)
@@ -646,14 +674,41 @@ async def _place(
             .limit(ALLOCATION_BATCH)
         )
     )
-    if not pending and not touched_products and not touched_orders:
+    if not pending:
         return 0
     codes = await _codes(session, live.id)
+    by_id = {p.id: p for p in codes.values()}
+    touched_products: dict[int, LiveSessionProduct] = {}
+    touched_orders: set[int] = set()
+    # Changes to comments already on an order: a paid or cancelled order is the seller's to
+    # change now, not the comment's; the others give up their lines first.
+    placed_before = {c.order_id for c in pending if c.order_id is not None}
+    closed: set[int] = set()
+    if placed_before:
+        closed = set(
+            await session.scalars(
+                select(SocialOrder.order_id).where(
+                    SocialOrder.order_id.in_(placed_before), ~SocialOrder.is_open
+                )
+            )
+        )
+    changing = [c for c in pending if c.order_id is not None and c.order_id not in closed]
+    if changing:
+        rows = await session.execute(_WITHDRAW, {"comments": [c.id for c in changing]})
+        for row in rows:
+            touched_orders.add(row.order_id)
+            if row.product_id in by_id:
+                touched_products[row.product_id] = by_id[row.product_id]
     orders = await _open_orders(session, live.id, {c.buyer_id for c in pending})
     placed: list[tuple[LiveComment, list[ParsedLine]]] = []
     first_of: dict[str, LiveComment] = {}
     for comment in pending:
         comment.pending = False
+        if comment.order_id in closed:
+            touched_orders.add(comment.order_id)  # its outcome is read again from its lines
+            continue
+        if comment.outcome == CommentOutcome.REMOVED:
+            continue
         wanted = _lines_of(live, codes, comment.message, comment.commented_at)
         if not wanted:
             comment.outcome = CommentOutcome.NOT_AN_ORDER.value
@@ -667,35 +722,39 @@ async def _place(
     )
     for buyer_id, comment in first_of.items():
         orders[buyer_id] = created[_external_id(live, comment)]
+    new_lines: list[dict[str, Any]] = []
     for comment, wanted in placed:
         order_id = orders[comment.buyer_id]
         comment.order_id = order_id
         comment.outcome = CommentOutcome.WAITLISTED.value  # until its lines are served
         for line in wanted:
             product = codes[line.code]
-            session.add(
-                SocialOrderLine(
-                    order_id=order_id,
-                    session_id=live.id,
-                    product_id=product.id,
-                    comment_row_id=comment.id,
-                    master_sku_id=product.master_sku_id,
-                    code=product.code,
-                    sku=product.sku,
-                    name=f"{product.code} {product.sku}",
-                    unit_price=product.price,
-                    requested=line.quantity,
-                    reserved=0,
-                    sort_at=comment.commented_at,
-                    sort_key=comment.comment_id,
-                    active=True,
-                )
+            new_lines.append(
+                {
+                    "order_id": order_id,
+                    "session_id": live.id,
+                    "product_id": product.id,
+                    "comment_row_id": comment.id,
+                    "master_sku_id": product.master_sku_id,
+                    "code": product.code,
+                    "sku": product.sku,
+                    "name": f"{product.code} {product.sku}",
+                    "unit_price": product.price,
+                    "requested": line.quantity,
+                    "reserved": 0,
+                    "sort_at": comment.commented_at,
+                    "sort_key": comment.comment_id,
+                    "active": True,
+                }
             )
             touched_products[product.id] = product
         touched_orders.add(order_id)
+    if new_lines:
+        # One statement for the batch's lines (no objects: the queue is served in SQL).
+        await session.execute(insert(SocialOrderLine), new_lines)
     await session.flush()
     touched_orders |= await _serve(session, connection, touched_products.values())
-    await _settle(session, touched_orders)
+    await social_orders.settle_orders(session, touched_orders)
     if pending:
         # Evaluated at the flush: when the lines were on the orders (the benchmark's end).
         await session.execute(
@@ -750,13 +809,15 @@ class LiveBusy(Exception):
 
 
 async def allocate_session(
-    sessionmaker: async_sessionmaker[AsyncSession], session_id: uuid.UUID
+    sessionmaker: async_sessionmaker[AsyncSession], session_id: uuid.UUID, *, linger: float = 0.0
 ) -> int:
     """The allocation job: place the session's pending comments until none is left (a
     comment committed while a pass ran is taken by the next pass). It never waits for the
     lock, so jobs waiting on one busy live cannot fill the worker and stall the webhooks;
-    raises LiveBusy instead (the job retries)."""
+    raises LiveBusy instead (the job retries). `linger`: see LINGER_SECONDS."""
     placed = 0
+    idle_since: float | None = None
+    loop = asyncio.get_running_loop()
     while True:
         async with sessionmaker() as session:
             live = await session.get(LiveSession, session_id)
@@ -769,8 +830,28 @@ async def allocate_session(
             done = await allocate_pending(session, connection, live)
             await session.commit()
         placed += done
-        if done == 0:
+        if done:
+            idle_since = None
+            continue
+        idle_since = idle_since or loop.time()
+        while loop.time() - idle_since < linger:
+            await asyncio.sleep(LINGER_POLL)
+            if await _has_pending(sessionmaker, session_id):
+                break
+        else:
             return placed
+
+
+async def _has_pending(
+    sessionmaker: async_sessionmaker[AsyncSession], session_id: uuid.UUID
+) -> bool:
+    async with sessionmaker() as session:
+        found = await session.scalar(
+            select(LiveComment.id)
+            .where(LiveComment.session_id == session_id, LiveComment.pending)
+            .limit(1)
+        )
+    return found is not None
 
 
 async def sessions_with_pending(session: AsyncSession) -> list[uuid.UUID]:
@@ -783,34 +864,9 @@ async def sessions_with_pending(session: AsyncSession) -> list[uuid.UUID]:
 
 
 def queue_allocation(session: AsyncSession, session_id: uuid.UUID) -> None:
-    """The allocation job, sent after the commit (bucketed ids coalesce a burst)."""
-    now = time.time()
-    bucket = int(now * ALLOCATION_BUCKETS_PER_SECOND)
-    defer_job(
-        session,
-        ALLOCATE_JOB,
-        str(session_id),
-        job_id=f"{ALLOCATE_JOB}:{session_id}:{bucket}",
-        defer_seconds=bucket_end_in(now, ALLOCATION_BUCKETS_PER_SECOND),
-    )
-
-
-_OUTCOMES = text(
-    "UPDATE live_comments c SET outcome = CASE WHEN x.held THEN 'ordered' ELSE 'waitlisted' END "
-    "FROM (SELECT comment_row_id, bool_or(reserved > 0) AS held FROM social_order_lines "
-    "WHERE order_id = ANY(CAST(:orders AS bigint[])) AND active "
-    "AND comment_row_id IS NOT NULL GROUP BY comment_row_id) AS x "
-    "WHERE c.id = x.comment_row_id"
-)
-
-
-async def _settle(session: AsyncSession, order_ids: Iterable[int]) -> None:
-    """After lines moved: the orders' items, totals and replies, and each comment's outcome."""
-    ids = sorted(set(order_ids))
-    if not ids:
-        return
-    await social_orders.refresh_orders(session, ids)
-    await session.execute(_OUTCOMES, {"orders": ids})
+    """The session's allocation job, once this transaction commits: one job places every
+    comment pending by then (asking again while it is queued is a no-op)."""
+    enqueue(session, ALLOCATE_JOB, str(session_id), dedupe_key=f"live-allocate:{session_id}")
 
 
 # --- Messenger ------------------------------------------------------------------------------
@@ -930,12 +986,15 @@ async def _cart(
     stocked = [line for line in lines if line.master_sku_id is not None]
     if stocked:
         async with locked_skus(
-            session, {line.master_sku_id for line in stocked if line.master_sku_id}, connection.id
-        ) as moves:
+            session,
+            {line.master_sku_id for line in stocked if line.master_sku_id},
+            connection_id=connection.id,
+            platform_code=social_orders.PLATFORM,
+        ) as mover:
             for line in stocked:
                 assert line.master_sku_id is not None
-                units = min(line.requested, moves.states[line.master_sku_id].free)
-                moves.reserve(order_id, line.master_sku_id, units, "messenger cart")
+                units = min(line.requested, mover.states[line.master_sku_id].free)
+                mover.reserve(order_id, line.master_sku_id, units, "messenger cart")
                 line.reserved = units
     for line in lines:
         if line.master_sku_id is None:
@@ -973,10 +1032,6 @@ async def _social(
 
 # In SQL, not through loaded lines: `reserved` is written by the allocation in SQL, so a
 # line object loaded earlier in the transaction may hold a stale figure.
-_PAID_LINES = text(
-    "UPDATE social_order_lines SET requested = reserved, active = reserved > 0 "
-    "WHERE order_id = :order_id AND active"
-)
 _CANCELLED_LINES = text(
     "UPDATE social_order_lines SET active = false, reserved = 0 WHERE order_id = :order_id"
 )
@@ -990,8 +1045,12 @@ async def mark_paid(session: AsyncSession, owner: str, order_id: int) -> int:
         raise OrderStateConflict(
             f"Only an unpaid order can be marked paid; this one is {order.status}"
         )
+    if order.waiting_only:
+        raise OrderStateConflict(
+            "Every line of this order waits for stock: nothing is the buyer's to pay yet"
+        )
     now = datetime.now(UTC)
-    await session.execute(_PAID_LINES, {"order_id": order.id})
+    await commit_order(session, order.id)
     order.status = "pending"
     order.raw_status = "paid"
     order.paid_at = now
@@ -1008,22 +1067,14 @@ async def cancel(session: AsyncSession, owner: str, order_id: int) -> int:
         raise OrderStateConflict(f"This order is {order.status} and cannot be cancelled")
     connection = await session.get(MarketplaceConnection, order.connection_id)
     assert connection is not None
-    lines = await social_orders.order_lines(session, order.id)
-    product_ids = {line.product_id for line in lines if line.product_id is not None}
-    await release_order(session, order.id, connection.id, "order cancelled by the seller")
+    # Out of the queue first, so the units it gives back go to the others waiting (first
+    # come, first served, whichever live or cart they are on) and not to its own lines.
     await session.execute(_CANCELLED_LINES, {"order_id": order.id})
     order.status = "cancelled"
     order.raw_status = "cancelled_by_seller"
     social.is_open = False
     await session.flush()
-    touched = {order.id}
-    if product_ids:
-        products = list(
-            await session.scalars(
-                select(LiveSessionProduct).where(LiveSessionProduct.id.in_(product_ids))
-            )
-        )
-        touched |= await _serve(session, connection, products)
+    await release_order(session, order.id, connection.id, "order cancelled by the seller")
     # The cancelled order's comments keep their outcome and order id: what happened, shown.
-    await _settle(session, touched)
+    await social_orders.settle_orders(session, [order.id])
     return order.id

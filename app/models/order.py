@@ -127,6 +127,9 @@ class MarketplaceOrder(TimestampMixin, Base):
     # buyer_external_id is the commenter's or sender's Page-scoped id.
     channel: Mapped[str] = mapped_column(String(16), server_default="marketplace")
     buyer_external_id: Mapped[str | None] = mapped_column(String(128))
+    # A live or Messenger order whose every line waits for stock: nothing to pay yet, left out
+    # of unpaid counts and analytics until a unit is the buyer's.
+    waiting_only: Mapped[bool] = mapped_column(server_default="false")
 
 
 # Analytics asks each connection for its last processed push; declared here because the

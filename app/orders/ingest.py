@@ -4,7 +4,7 @@ Upserts are idempotent on (connection_id, external_order_id). An order is overwr
 newer platform update time, or by the same update time with different normalized content, so a
 replayed webhook or a late page never brings an older state back. Line items are replaced with
 their order in the same transaction, and so is the stock the written orders reserve or release
-(`app.inventory.reservations`): an order and its stock movement commit together or not at all."""
+(`app.inventory.moves`): an order and its stock movement commit together or not at all."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.inventory.reservations import apply_orders
+from app.inventory.moves import apply_orders
 from app.platforms.types import Address, NormalizedOrder
 
 

@@ -47,7 +47,8 @@ ORDER_COLUMNS = """o.id, o.connection_id::text AS connection_id, o.platform_code
     o.shipping_address::text AS shipping_address, o.currency, o.subtotal::text AS subtotal,
     o.shipping_fee::text AS shipping_fee, o.discount::text AS discount, o.total::text AS total,
     o.payment_method, o.is_cod, o.order_created_at, o.order_updated_at, o.paid_at,
-    o.updated_at, o.buyer_erased_at, o.archived_at, o.channel, o.buyer_external_id"""
+    o.updated_at, o.buyer_erased_at, o.archived_at, o.channel, o.buyer_external_id,
+    o.waiting_only"""
 # One index probe per order of the page, inside the statement (no N+1 round trips).
 ITEMS = """ARRAY(SELECT ARRAY[i.sku, i.name, i.variation, i.quantity::text, i.unit_price::text,
                        i.discount::text, i.external_item_id, i.external_product_id]
@@ -119,6 +120,9 @@ def _where(flt: OrderFilter, arg: _Args) -> list[str]:
         where.append(f"o.status = {arg(flt.statuses[0])}")
     elif flt.statuses:
         where.append(f"o.status = ANY({arg(list(flt.statuses))}::varchar[])")
+    if "unpaid" in flt.statuses:
+        # A live or Messenger order whose every line waits has nothing to pay yet.
+        where.append("NOT o.waiting_only")
     if flt.created_from is not None:
         where.append(f"o.order_created_at >= {arg(flt.created_from)}")
     if flt.created_to is not None:

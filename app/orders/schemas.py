@@ -127,6 +127,11 @@ class OrderOut(CamelModel):
     waitlist: list[WaitlistLineOut] = Field(
         default_factory=list, description="Live and Messenger lines waiting for stock"
     )
+    waiting_only: bool = Field(
+        False,
+        description="Every line waits for stock: nothing to pay yet; left out of `status=unpaid` "
+        "lists and of analytics until a unit is the buyer's",
+    )
 
     @model_validator(mode="after")
     def _amounts_in_minor_units(self) -> OrderOut:

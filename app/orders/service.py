@@ -293,6 +293,7 @@ def _order(row: Any) -> dict[str, Any]:
         # Facebook social orders (app/live) have a channel, the buyer's id and waiting lines.
         "channel": row["channel"],
         "buyerExternalId": row["buyer_external_id"],
+        "waitingOnly": row["waiting_only"],
         "waitlist": [
             {"sku": sku, "name": name, "code": code, "quantity": int(quantity)}
             for sku, name, code, quantity in row["waitlist"] or ()

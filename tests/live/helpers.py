@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 import uuid
@@ -9,7 +10,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.live.service import handle_page_event
+from app.live.service import LiveBusy, allocate_session, handle_page_event
 from tests.conftest import RunningSandbox, auth_headers
 from tests.products.helpers import connect
 
@@ -111,11 +112,30 @@ async def deliver(
     connection: dict[str, Any],
     event: dict[str, Any],
 ) -> str:
-    """One Page event processed as the webhook job does: in its own transaction."""
+    """One Page event processed as the webhook job does (in its own transaction, capturing
+    its comments), then the allocation job it asked for, as a worker runs it."""
     async with session_factory() as session:
         status = await handle_page_event(session, uuid.UUID(connection["id"]), "feed", event)
         await session.commit()
+    await allocate_pending_comments(session_factory)
     return status
+
+
+async def allocate_pending_comments(session_factory: async_sessionmaker[AsyncSession]) -> int:
+    """What the allocation jobs do: every live with captured comments not yet placed (a job
+    finding the live busy is retried, as arq retries it)."""
+    async with session_factory() as session:
+        pending = text("SELECT DISTINCT session_id FROM live_comments WHERE pending")
+        lives = list(await session.scalars(pending))
+    placed = 0
+    for live in lives:
+        while True:
+            try:
+                placed += await allocate_session(session_factory, live)
+                break
+            except LiveBusy:
+                await asyncio.sleep(0.01)
+    return placed
 
 
 async def order(api: httpx.AsyncClient, order_id: int) -> dict[str, Any]:
