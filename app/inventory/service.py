@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import NotFoundError
 from app.inventory import ledger
-from app.inventory.outbox import take_jobs
 from app.inventory.requests import request_listing_pushes, request_pushes
 from app.inventory.rules import Balance, sellable_quantity
 from app.inventory.schemas import (
@@ -45,13 +44,6 @@ def _decode(cursor: str) -> int:
     except (ValueError, TypeError) as exc:
         raise invalid("cursor", "Malformed cursor; pass nextCursor from a previous page") from exc
     return int(key)
-
-
-def send_after_commit(uow: UnitOfWork) -> None:
-    """Hand the push jobs queued on the session to the unit of work, which sends them after
-    its commit (and answers 503 when the queue is down, as every job-starting endpoint)."""
-    for job in take_jobs(uow.session):
-        uow.enqueue_after_commit(job.function, *job.args, job_id=job.job_id)
 
 
 async def _rows(session: AsyncSession, masters: list[InventorySku]) -> list[InventoryRow]:
@@ -153,8 +145,9 @@ async def update_inventory(
             [ledger.Entry(master.id, "set", body.available, master.available, message="set")],
         )
     await session.flush()
+    # The push jobs are outbox rows of this transaction; the unit of work answers 503 when
+    # the queue is down, as every job-starting endpoint does.
     await request_pushes(session, [master.id])
-    send_after_commit(uow)
     return (await _rows(session, [master]))[0]
 
 
@@ -219,7 +212,6 @@ async def update_mapping(uow: UnitOfWork, user_id: str, body: SkuMappingUpdate) 
         listing.push_status = PushStatus.OK
         listing.push_message = None
     await session.flush()
-    send_after_commit(uow)
     return listing.id
 
 

@@ -24,9 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.connections.credentials import connection_client
 from app.errors import ConnectionDisconnected, NotFoundError, ReauthRequired, SyncAlreadyRunning
 from app.inventory import ledger
-from app.inventory.outbox import defer_job
 from app.inventory.requests import request_listing_pushes
 from app.inventory.rules import Balance
+from app.jobs.outbox import enqueue
 from app.models import (
     InventorySku,
     MarketplaceConnection,
@@ -135,7 +135,7 @@ async def start_product_sync(
     log = await create_product_sync(
         uow.session, connection, stale_after=stale_after, trigger=trigger
     )
-    uow.enqueue_after_commit(PRODUCT_SYNC_JOB, str(log.id), job_id=product_sync_job_id(log.id))
+    enqueue(uow.session, PRODUCT_SYNC_JOB, str(log.id), dedupe_key=product_sync_job_id(log.id))
     return log
 
 
@@ -159,15 +159,17 @@ async def apply_product_push(
             log.details = {"externalProductIds": list(external_product_ids)[:50]}
     except SyncAlreadyRunning:
         # The running sync may have read these products already: queue a follow-up run.
-        defer_job(
+        # Coalesced only while waiting: once a follow-up has started, a later push gets one
+        # of its own (the product it names may be newer than what that run reads).
+        enqueue(
             session,
             PRODUCT_SYNC_FOLLOW_UP_JOB,
             str(connection_id),
-            job_id=f"{PRODUCT_SYNC_FOLLOW_UP_JOB}:{connection_id}",
+            dedupe_key=f"{PRODUCT_SYNC_FOLLOW_UP_JOB}:{connection_id}",
             defer_seconds=30,
         )
         return
-    defer_job(session, PRODUCT_SYNC_JOB, str(log.id), job_id=product_sync_job_id(log.id))
+    enqueue(session, PRODUCT_SYNC_JOB, str(log.id), dedupe_key=product_sync_job_id(log.id))
 
 
 PRODUCT_SYNC_FOLLOW_UP_JOB = "sync_products_follow_up"

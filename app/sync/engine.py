@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from redis.exceptions import RedisError
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,6 +26,7 @@ from app.config import Settings
 from app.connections import repository as connections
 from app.connections.credentials import connection_client
 from app.errors import is_database_unavailable
+from app.jobs.outbox import enqueue
 from app.logging import hide_statement_values
 from app.metrics import service as metrics
 from app.models import MarketplaceConnection, MarketplaceSyncLog
@@ -37,7 +37,7 @@ from app.platforms.errors import MarketplaceError
 from app.platforms.types import NormalizedOrder, PlatformCode
 from app.sync import repository
 from app.sync.repository import connection_lock_key
-from app.sync.service import SYNC_JOB
+from app.sync.service import SYNC_JOB, sync_job_key
 from app.worker_context import WorkerContext
 
 logger = logging.getLogger("app.sync")
@@ -169,12 +169,12 @@ async def run_sync(wc: WorkerContext, sync_log_id: uuid.UUID) -> str:
             await asyncio.gather(heartbeat, return_exceptions=True)
             # Shielded: a cancelled job must still give the lock back on this connection.
             await asyncio.shield(_unlock(lock_connection, key))
-    if outcome == INTERRUPTED and wc.redis is not None:
-        # Hand the rest over now rather than at the next recovery sweep. A new id each time:
-        # arq drops a job whose id is still running or kept, and this run may be a handover.
-        handover_id = f"{SYNC_JOB}:{sync_log_id}:handover:{uuid.uuid4().hex[:8]}"
-        with contextlib.suppress(RedisError, OSError):
-            await wc.redis.enqueue_job(SYNC_JOB, str(sync_log_id), _job_id=handover_id)
+    if outcome == INTERRUPTED:
+        # Hand the rest over now rather than at the next recovery sweep.
+        with contextlib.suppress(DBAPIError, OSError):
+            async with wc.sessionmaker() as session:
+                enqueue(session, SYNC_JOB, str(sync_log_id), dedupe_key=sync_job_key(sync_log_id))
+                await session.commit()
     return outcome
 
 

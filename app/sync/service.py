@@ -16,6 +16,7 @@ from app.errors import (
     ReauthRequired,
     SyncAlreadyRunning,
 )
+from app.jobs.outbox import enqueue
 from app.models import MarketplaceConnection, MarketplaceSyncLog
 from app.models.enums import ConnectionStatus, SyncStatus, SyncTrigger
 from app.sync import repository
@@ -113,13 +114,13 @@ async def start_sync(
         # Another process started one between our check and our insert: the unique index won.
         winner = await repository.running_for_connection(session, connection.id)
         raise SyncAlreadyRunning(winner.id if winner else None) from None
-    uow.enqueue_after_commit(SYNC_JOB, str(log.id), job_id=f"{SYNC_JOB}:{log.id}")
+    enqueue(session, SYNC_JOB, str(log.id), dedupe_key=sync_job_key(log.id))
     return log
 
 
-def resume_job_id(log: MarketplaceSyncLog) -> str:
-    """A new arq job id per resume: the dead job's id stays "in progress" in arq for an hour."""
-    return f"{SYNC_JOB}:{log.id}:resume:{(log.details or {}).get('requeued', 0)}"
+def sync_job_key(sync_log_id: uuid.UUID) -> str:
+    """One waiting run per sync log (a start, a resume and a handover coalesce)."""
+    return f"{SYNC_JOB}:{sync_log_id}"
 
 
 async def requeue_dead_runs(uow: UnitOfWork, stale_after: timedelta) -> int:
@@ -135,7 +136,7 @@ async def requeue_dead_runs(uow: UnitOfWork, stale_after: timedelta) -> int:
             "requeued": (log.details or {}).get("requeued", 0) + 1,
         }
         log.heartbeat_at = datetime.now(UTC)  # not re-queued again before it is stale again
-        uow.enqueue_after_commit(SYNC_JOB, str(log.id), job_id=resume_job_id(log))
+        enqueue(session, SYNC_JOB, str(log.id), dedupe_key=sync_job_key(log.id))
         requeued += 1
     await session.flush()
     return requeued
