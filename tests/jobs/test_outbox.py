@@ -95,13 +95,17 @@ async def test_a_rolled_back_transaction_leaves_no_job(
     assert await ran(redis) == ["after:1"]
 
 
+@pytest.mark.parametrize("autoflush", [True, False], ids=["autoflush", "app-sessions"])
 async def test_a_rolled_back_savepoint_drops_only_its_own_jobs(
     clean: None,
     settings: Settings,
     session_factory: async_sessionmaker[AsyncSession],
     redis: ArqRedis,
+    autoflush: bool,
 ) -> None:
-    async with session_factory() as session:
+    # The app's sessions do not autoflush; the outer jobs must survive either way.
+    sessions = async_sessionmaker(session_factory.kw["bind"], autoflush=autoflush)
+    async with sessions() as session:
         enqueue(session, "record", "outer-before")
         with pytest.raises(RuntimeError):
             async with session.begin_nested():
@@ -268,3 +272,34 @@ async def test_a_killed_workers_job_is_redriven_by_the_next_worker_after_its_lea
     assert await ran(redis) == ["survivor:2"]
     [row] = await rows(session_factory)
     assert (row.status, row.attempts, row.sends) == ("finished", 2, 2)
+
+
+async def test_a_request_that_asks_for_jobs_with_redis_down_writes_nothing(
+    clean: None,
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    from app.errors import QueueUnavailable
+    from app.jobs import lazy_redis
+    from app.models import InventorySku
+    from app.uow import UnitOfWork
+    from tests.conftest import free_port
+
+    down = lazy_redis(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        async with session_factory() as session:
+            uow = UnitOfWork(session, down)
+            session.add(InventorySku(user_id="u1", sku="A", available=1))
+            enqueue(session, "record", "lost")
+            with pytest.raises(QueueUnavailable):
+                await uow.commit()
+        async with session_factory() as session:
+            # No job asked for: Redis is not needed, the commit goes through.
+            uow = UnitOfWork(session, down)
+            session.add(InventorySku(user_id="u1", sku="B", available=1))
+            await uow.commit()
+    finally:
+        await down.aclose()
+    assert await rows(session_factory) == []
+    async with session_factory() as session:
+        skus = (await session.scalars(select(InventorySku.sku))).all()
+    assert skus == ["B"]
