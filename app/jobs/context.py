@@ -271,21 +271,19 @@ async def _renew_lease(wc: WorkerContext, row_id: int, send: int, lease: float) 
 
 
 async def _finish(wc: WorkerContext, row_id: int, send: int) -> None:
-    async with wc.sessionmaker() as session:
-        await session.execute(
-            update(JobOutbox)
-            .where(_ours(row_id, send))
-            .values(status="finished", finished_at=sql.now(), lease_until=None, last_error=None)
-        )
-        await session.commit()
+    await _end(wc, row_id, send, "finished", None)
 
 
 async def _fail(wc: WorkerContext, row_id: int, send: int, message: str) -> None:
+    await _end(wc, row_id, send, "failed", message)
+
+
+async def _end(wc: WorkerContext, row_id: int, send: int, status: str, error: str | None) -> None:
     async with wc.sessionmaker() as session:
         await session.execute(
             update(JobOutbox)
             .where(_ours(row_id, send))
-            .values(status="failed", finished_at=sql.now(), lease_until=None, last_error=message)
+            .values(status=status, finished_at=sql.now(), lease_until=None, last_error=error)
         )
         await session.commit()
 

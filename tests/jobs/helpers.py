@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -55,6 +55,16 @@ async def rate_limited(ctx: dict[str, Any], token: str, retry_after: str) -> str
 async def broken(ctx: dict[str, Any], token: str) -> str:
     await ctx["redis"].rpush(ATTEMPTS, f"{token}:{ctx['job_try']}:{time.time()}")
     raise ValueError("the order payload is not valid")
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 20.0) -> bool:
+    """Whether `check` comes true within `seconds` (a bound against hanging, not a timing)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(0.05)
+    return False
 
 
 TEST_FUNCTIONS: list[Any] = [record, hold, flaky, rate_limited, broken]

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 import httpx
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -15,6 +12,7 @@ from app.jobs.outbox import enqueue
 from app.models import MarketplaceSyncLog
 from app.products.service import PRODUCT_SYNC_FOLLOW_UP_JOB
 from tests.conftest import RunningSandbox, running_worker
+from tests.jobs.helpers import eventually
 from tests.sync.conftest import connect_shop
 
 
@@ -26,15 +24,6 @@ async def finished_product_syncs(session_factory: async_sessionmaker[AsyncSessio
             .where(MarketplaceSyncLog.kind == "products", MarketplaceSyncLog.status == "success")
         )
     return int(count or 0)
-
-
-async def wait_for(predicate: Any, *, seconds: float = 20.0) -> bool:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while asyncio.get_running_loop().time() < deadline:
-        if await predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return False
 
 
 async def test_a_second_product_push_follow_up_runs_after_the_first(
@@ -54,10 +43,10 @@ async def test_a_second_product_push_follow_up_runs_after_the_first(
 
     async with running_worker(settings):
         await ask_for_follow_up()
-        assert await wait_for(lambda: _at_least(session_factory, 1))
+        assert await eventually(lambda: _at_least(session_factory, 1))
         # A later push (another product edited an hour later, or a minute): a new follow-up.
         await ask_for_follow_up()
-        assert await wait_for(lambda: _at_least(session_factory, 2))
+        assert await eventually(lambda: _at_least(session_factory, 2))
     assert await finished_product_syncs(session_factory) == 2
 
 

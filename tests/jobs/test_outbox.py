@@ -9,7 +9,6 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from app.jobs.outbox import enqueue
 from app.jobs.relay import Relay
 from app.models import JobOutbox
 from tests.conftest import ENCRYPTION_KEY, JWT_SECRET, RunningSandbox, make_settings
-from tests.jobs.helpers import ATTEMPTS, RAN, RELEASE, STARTED, jobs_worker
+from tests.jobs.helpers import ATTEMPTS, RAN, RELEASE, STARTED, eventually, jobs_worker
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -30,15 +29,6 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 async def rows(session_factory: async_sessionmaker[AsyncSession]) -> list[JobOutbox]:
     async with session_factory() as session:
         return list((await session.scalars(select(JobOutbox).order_by(JobOutbox.id))).all())
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 20.0) -> bool:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while asyncio.get_running_loop().time() < deadline:
-        if await check():
-            return True
-        await asyncio.sleep(0.05)
-    return False
 
 
 async def listed(redis: ArqRedis, key: str) -> list[str]:
