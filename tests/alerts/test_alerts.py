@@ -11,7 +11,8 @@ import httpx
 import pytest
 from arq.connections import ArqRedis
 from arq.worker import Retry
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.alerts import service
@@ -309,3 +310,38 @@ async def test_a_shopee_expiry_push_alerts_once_a_week(
             )
             await session.commit()
     assert len(await alerts(session_factory)) == 1
+
+
+async def test_delivery_holds_no_row_lock_while_the_receiver_answers(
+    api: httpx.AsyncClient,
+    sandbox: RunningSandbox,
+    session_factory: async_sessionmaker[AsyncSession],
+    worker_context: WorkerContext,
+    receiver: Receiver,
+) -> None:
+    connection = await new_connection(api, sandbox)
+    await raise_one(session_factory, connection)
+    [row] = await alerts(session_factory)
+    seen: dict[str, Any] = {}
+
+    async def during_request() -> None:
+        async with session_factory() as other, other.begin():
+            await other.execute(text("SET LOCAL lock_timeout = '200ms'"))
+            try:
+                await other.execute(
+                    select(MarketplaceAlert.id)
+                    .where(MarketplaceAlert.id == row.id)
+                    .with_for_update()
+                )
+                seen["row_free"] = True
+            except DBAPIError:
+                seen["row_free"] = False
+        # A second runner meanwhile finds the delivery claimed and sends nothing.
+        seen["second_runner"] = await service.deliver(worker_context, row.id)
+
+    receiver.during_request = during_request
+    assert await service.deliver(worker_context, row.id) == "sent"
+    assert seen == {"row_free": True, "second_runner": "skipped"}
+    assert len(receiver.received) == 1
+    [row] = await alerts(session_factory)
+    assert (row.status, row.attempts, row.claimed_until) == ("sent", 1, None)
