@@ -172,9 +172,12 @@ class Relay:
             if not rows:
                 return 0
             limit = asyncio.Semaphore(SEND_CONCURRENCY)
+            unreachable: list[BaseException] = []
 
             async def send(row: Any) -> int | None:
                 async with limit:
+                    if unreachable:
+                        return None  # Redis is down: the rest stay pending for the next pass
                     try:
                         # None back means this id is already in arq (a pass that sent it died
                         # before its commit): sent either way.
@@ -182,10 +185,7 @@ class Relay:
                             row.function, *row.args, _job_id=arq_job_id(row.id, row.sends + 1)
                         )
                     except (RedisError, OSError) as exc:
-                        logger.warning(
-                            "job not sent; it stays pending",
-                            extra={"job": row.function, "error": type(exc).__name__},
-                        )
+                        unreachable.append(exc)
                         return None
                     return int(row.id)
 
@@ -201,7 +201,10 @@ class Relay:
                     )
                 )
             await session.commit()
-            return len(sent)
+        if unreachable:
+            # After the commit of what did go out; the poll loop backs off on this.
+            raise unreachable[0]
+        return len(sent)
 
     async def redrive_expired(self) -> int:
         """Rows whose lease ran out: a sent job that arq no longer holds (Redis lost it, or a
