@@ -169,4 +169,7 @@ async def _stop(worker: Worker, main: asyncio.Task[None]) -> None:
         await worker.close()
     except (RedisError, OSError):
         if context is not None:
+            if context.relay is not None:
+                await context.relay.stop()
+                context.relay = None
             await context.close()
