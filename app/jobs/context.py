@@ -242,10 +242,21 @@ async def _claim(
     wc: WorkerContext, row_id: int, send: int, lease: float
 ) -> tuple[int, str | None] | None:
     async with wc.sessionmaker() as session:
+        # Lock by id first: a relay that has just sent this job may not have committed the
+        # row's `sent` yet; waiting for its lock reads the row as that relay left it.
+        current = (
+            await session.execute(
+                select(JobOutbox.status, JobOutbox.sends)
+                .where(JobOutbox.id == row_id)
+                .with_for_update()
+            )
+        ).first()
+        if current is None or (current.status, current.sends) != ("sent", send):
+            return None
         row = (
             await session.execute(
                 update(JobOutbox)
-                .where(JobOutbox.id == row_id, JobOutbox.sends == send, JobOutbox.status == "sent")
+                .where(JobOutbox.id == row_id)
                 .values(
                     status="started",
                     attempts=JobOutbox.attempts + 1,
@@ -254,9 +265,9 @@ async def _claim(
                 )
                 .returning(JobOutbox.attempts, JobOutbox.dedupe_key)
             )
-        ).first()
+        ).one()
         await session.commit()
-    return (int(row.attempts), row.dedupe_key) if row is not None else None
+    return int(row.attempts), row.dedupe_key
 
 
 async def _renew_lease(wc: WorkerContext, row_id: int, send: int, lease: float) -> None:

@@ -10,6 +10,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
@@ -293,3 +294,41 @@ async def test_a_request_that_asks_for_jobs_with_redis_down_writes_nothing(
     async with session_factory() as session:
         skus = (await session.scalars(select(InventorySku.sku))).all()
     assert skus == ["B"]
+
+
+class SlowToCommit:
+    """Redis as a relay sees it, but each send is followed by a pause before the relay can
+    commit `sent`: a worker picks the job up in between."""
+
+    def __init__(self, redis: ArqRedis) -> None:
+        self.redis = redis
+
+    async def enqueue_job(self, *args: Any, **kwargs: Any) -> Any:
+        job = await self.redis.enqueue_job(*args, **kwargs)
+        await asyncio.sleep(1.0)
+        return job
+
+
+async def test_a_job_picked_up_before_its_relay_commits_still_runs(
+    clean: None,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    redis: ArqRedis,
+) -> None:
+    async with session_factory() as session:
+        enqueue(session, "record", "early")
+        await session.commit()
+    relay = Relay(
+        session_factory,
+        SlowToCommit(redis),  # type: ignore[arg-type]
+        lease_seconds=30,
+        interval_seconds=0.5,
+        keep_done_hours=1,
+        max_attempts=3,
+    )
+    sending = asyncio.create_task(relay.flush())
+    async with jobs_worker(settings):
+        assert await sending == 1
+        # Well before the 30 s lease would re-drive a job skipped as "not sent yet".
+        assert await eventually(lambda: _finished(session_factory, 1), seconds=10)
+    assert await ran(redis) == ["early:1"]
