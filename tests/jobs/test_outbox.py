@@ -129,7 +129,10 @@ async def test_dedupe_coalesces_only_jobs_that_have_not_started(
             enqueue(session, "hold", "k", dedupe_key="hold:k")
             await session.commit()
 
-    await ask()
+    async with session_factory() as session:
+        enqueue(session, "hold", "k", dedupe_key="hold:k")
+        enqueue(session, "hold", "k", dedupe_key="hold:k")  # twice in one transaction
+        await session.commit()
     await ask()  # the first is still waiting: a no-op
     assert len(await rows(session_factory)) == 1
     async with jobs_worker(settings):
