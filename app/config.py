@@ -101,6 +101,16 @@ class Settings(BaseSettings):
     auth_max_token_ttl_seconds: int = Field(
         86400, validation_alias="AUTH_MAX_TOKEN_TTL_SECONDS", ge=60
     )
+    # --- job runtime (app/jobs/): outbox relay, leases, retention
+    # A started job holds a lease of this long, renewed while it runs; a worker killed
+    # mid-job has its jobs re-driven by another worker once the lease runs out.
+    job_lease_seconds: float = Field(30.0, validation_alias="JOB_LEASE_SECONDS", ge=1)
+    # How often each API process and worker polls the outbox (commits also nudge it at once).
+    job_relay_interval_seconds: float = Field(
+        0.5, validation_alias="JOB_RELAY_INTERVAL_SECONDS", gt=0
+    )
+    # Finished and failed outbox rows are deleted this long after they ended.
+    job_keep_done_hours: float = Field(24.0, validation_alias="JOB_KEEP_DONE_HOURS", ge=0)
 
     # --- connect flows: the operator's app on each marketplace (INTERFACE "Authorization flows")
     shopee_partner_id: str | None = Field(None, validation_alias="SHOPEE_PARTNER_ID")

@@ -30,9 +30,9 @@ from app.errors import (
     install_error_handlers,
 )
 from app.headers import SecurityHeadersMiddleware
-from app.inventory.outbox import install_job_sender
 from app.inventory.router import router as inventory_router
 from app.jobs import lazy_redis
+from app.jobs.relay import Relay
 from app.live.router import router as live_router
 from app.logging import RequestIdMiddleware, configure_logging
 from app.metrics.middleware import HttpMetricsMiddleware
@@ -62,13 +62,15 @@ def create_app(
             raise RuntimeError("DATABASE_URL and REDIS_URL must be set before the API starts")
         database = Database(settings)
         redis = lazy_redis(settings.redis_url)
-        install_job_sender(redis)
+        # Hands committed outbox rows to arq: right after each commit, and polling.
+        relay = Relay.from_settings(settings, database.sessionmaker, redis).start()
         own_http = platform_http is None
         http = platform_http or httpx.AsyncClient(timeout=settings.clients.timeout_seconds)
         app.state.settings = settings
         app.state.database = database
         app.state.sessionmaker = database.sessionmaker
         app.state.redis = redis
+        app.state.relay = relay
         app.state.platform_gateway = PlatformGateway(settings, http_client=http)
         flusher = Flusher(redis).start()
         # Start-up objects move to the permanent generation, so full garbage collections stop
@@ -79,6 +81,7 @@ def create_app(
             yield
         finally:
             await flusher.stop()
+            await relay.stop()
             if own_http:
                 await http.aclose()
             await redis.aclose()

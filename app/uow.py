@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 from arq.connections import ArqRedis
 from fastapi import Depends, Request
@@ -12,47 +12,56 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import QueueUnavailable
-from app.jobs import JobBuffer
+from app.jobs.outbox import has_new_jobs
+
+if TYPE_CHECKING:
+    from app.jobs.relay import Relay
 
 logger = logging.getLogger("app.uow")
 
 
 class UnitOfWork:
-    def __init__(self, session: AsyncSession, redis: ArqRedis | None) -> None:
+    def __init__(
+        self, session: AsyncSession, redis: ArqRedis | None, relay: Relay | None = None
+    ) -> None:
         self.session = session
+        # Set for a request: its jobs must be able to reach a worker (INTERFACE "Queue down").
         self.redis = redis
-        self.jobs = JobBuffer()
-
-    def enqueue_after_commit(self, function: str, *args: Any, job_id: str | None = None) -> None:
-        self.jobs.add(function, *args, job_id=job_id)
+        self.relay = relay
 
     async def commit(self) -> None:
-        """Commit, then send the jobs. With jobs to send and Redis unreachable, nothing is
-        committed (a running sync log with no job would block the connection): 503."""
-        if self.jobs.pending and self.redis is not None:
+        """Commit; the jobs asked for are outbox rows of this commit, sent to arq right after
+        it. A request that asked for jobs while Redis is unreachable commits nothing and
+        answers 503 (a running sync log that no worker can hear of would block its
+        connection)."""
+        if self.redis is not None and has_new_jobs(self.session):
             try:
                 await self.redis.ping()
             except (RedisError, OSError) as exc:
                 await self.rollback()
                 raise QueueUnavailable() from exc
         await self.session.commit()
-        try:
-            await self.jobs.flush(self.redis)
-        except (RedisError, OSError):
-            # Redis went away between the ping and the send. What was committed is safe: the
-            # worker's recovery sweep finds a sync log with no live runner and re-queues it.
-            logger.warning("jobs not sent after commit; the recovery sweep will re-queue them")
+        if self.relay is not None:
+            try:
+                await self.relay.flush()
+            except Exception as exc:  # the relay's poll sends them instead
+                logger.warning(
+                    "jobs not sent right after commit; the relay's next pass sends them",
+                    extra={"error": type(exc).__name__},
+                )
 
     async def rollback(self) -> None:
-        self.jobs.clear()
         await self.session.rollback()
 
 
 async def unit_of_work(
-    sessionmaker: async_sessionmaker[AsyncSession], redis: ArqRedis | None
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis: ArqRedis | None,
+    *,
+    relay: Relay | None = None,
 ) -> AsyncIterator[UnitOfWork]:
     async with sessionmaker() as session:
-        uow = UnitOfWork(session, redis)
+        uow = UnitOfWork(session, redis, relay)
         try:
             yield uow
         except BaseException:
@@ -62,7 +71,10 @@ async def unit_of_work(
 
 
 async def _request_uow(request: Request) -> AsyncIterator[UnitOfWork]:
-    async for uow in unit_of_work(request.app.state.sessionmaker, request.app.state.redis):
+    state = request.app.state
+    async for uow in unit_of_work(
+        state.sessionmaker, state.redis, relay=getattr(state, "relay", None)
+    ):
         yield uow
 
 

@@ -19,8 +19,9 @@ from app.config import Settings
 from app.connections.hosts import reconcile_host_statuses
 from app.connections.tasks import verify_all_connections, verify_connection
 from app.inventory import tasks as inventory_tasks
-from app.inventory.outbox import install_job_sender
 from app.jobs import redis_settings
+from app.jobs.context import outbox_functions
+from app.jobs.relay import Relay
 from app.live import tasks as live_tasks
 from app.metrics.service import Flusher
 from app.orders import tasks as order_tasks
@@ -102,8 +103,13 @@ def create_worker(settings: Settings, **kwargs: Any) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
         if "app" not in ctx:  # a restart after a Redis outage keeps the same context
             ctx["app"] = WorkerContext.create(settings, redis=ctx["redis"])
-        # Stock pushes that order ingest asks for go out right after each commit.
-        install_job_sender(ctx["redis"])
+        wc: WorkerContext = ctx["app"]
+        if wc.relay is None:
+            wc.relay = Relay.from_settings(settings, wc.sessionmaker, ctx["redis"])
+            # One pass before the first poll: a burst worker finds what is already committed.
+            with contextlib.suppress(RedisError, OSError, DBAPIError):
+                await wc.relay.flush()
+            wc.relay.start()
         if "metrics_flusher" not in ctx:
             ctx["metrics_flusher"] = Flusher(ctx["redis"]).start()
         # Settings may name other marketplace hosts than last time: connections made against
@@ -114,7 +120,11 @@ def create_worker(settings: Settings, **kwargs: Any) -> Worker:
         if "metrics_flusher" in ctx:
             await ctx.pop("metrics_flusher").stop()
         if "app" in ctx:
-            await ctx["app"].close()
+            wc: WorkerContext = ctx["app"]
+            if wc.relay is not None:
+                await wc.relay.stop()
+                wc.relay = None
+            await wc.close()
 
     options: dict[str, Any] = {
         "functions": FUNCTIONS,
@@ -127,6 +137,8 @@ def create_worker(settings: Settings, **kwargs: Any) -> Worker:
         "keep_result": 3600,
     }
     options.update(kwargs)
+    # Every job runs through the outbox wrapper (lease, finish, retry policy).
+    options["functions"] = outbox_functions(options["functions"])
     worker: Worker = ResilientWorker(**options)
     return worker
 
@@ -170,4 +182,7 @@ async def _stop(worker: Worker, main: asyncio.Task[None]) -> None:
         await worker.close()
     except (RedisError, OSError):
         if context is not None:
+            if context.relay is not None:
+                await context.relay.stop()
+                context.relay = None
             await context.close()

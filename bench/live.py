@@ -48,7 +48,6 @@ from app.auth import issue_token  # noqa: E402
 from app.cli import run_migrations  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.crypto import CredentialCipher  # noqa: E402
-from app.inventory.outbox import install_job_sender  # noqa: E402
 from app.inventory.router import router as inventory_router  # noqa: E402
 from app.jobs import redis_settings  # noqa: E402
 from app.live.router import router as live_router  # noqa: E402
@@ -423,7 +422,6 @@ async def main(args: argparse.Namespace) -> None:
     serving.append(asyncio.create_task(api_server.serve()))
     while not (sandbox_server.started and api_server.started):  # noqa: ASYNC110
         await asyncio.sleep(0.02)
-    install_job_sender(redis)
     engine = create_async_engine(db_url)
     token = issue_token(USER, ttl=timedelta(hours=2), secret=SECRET)
     headers = {"Authorization": f"Bearer {token}"}

@@ -43,7 +43,6 @@ from app.cli import run_migrations  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.crypto import CredentialCipher  # noqa: E402
 from app.inventory import tasks as inventory_tasks  # noqa: E402
-from app.inventory.outbox import install_job_sender  # noqa: E402
 from app.inventory.router import router as inventory_router  # noqa: E402
 from app.jobs import redis_settings  # noqa: E402
 from app.main import create_app  # noqa: E402
@@ -151,7 +150,6 @@ async def main(args: argparse.Namespace) -> None:
         "Authorization": "Bearer " + issue_token(USER, ttl=timedelta(hours=2), secret=SECRET)
     }
     async with app.router.lifespan_context(app):
-        install_job_sender(redis)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as api:
             connections = {}
@@ -252,7 +250,6 @@ async def main(args: argparse.Namespace) -> None:
     server.should_exit = True
     await serving
     await redis.aclose()
-    install_job_sender(None)
 
     latencies.sort()
     if not latencies:

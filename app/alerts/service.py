@@ -3,8 +3,10 @@ a worker job that POSTs it to ALERT_WEBHOOK_URL signed the Standard Webhooks way
 back-off until the receiver answers 2xx.
 
 Each alert is sent once: the unique dedupe key makes raising it twice a no-op, and delivery
-holds the row's lock from the POST to the commit of `sent`. A worker dying between the two
-resends it with the same `webhook-id`, which Standard Webhooks receivers deduplicate on."""
+claims the row (a short lease, committed) before the POST and records the outcome in a short
+transaction after it, so no row lock or transaction is held across the call. A worker dying
+between the two resends it with the same `webhook-id`, which Standard Webhooks receivers
+deduplicate on. Retries follow the one retry policy, with the alerts' own limits."""
 
 from __future__ import annotations
 
@@ -17,14 +19,14 @@ from typing import TYPE_CHECKING
 
 import httpx
 import orjson
-from arq.connections import ArqRedis
 from arq.worker import Retry
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks import Webhook
 
-from app.jobs import JobBuffer
+from app.jobs.outbox import enqueue
+from app.jobs.policy import RetryPolicy
 from app.models import MarketplaceAlert, MarketplaceConnection, MarketplaceSyncLog
 from app.models.enums import ConnectionStatus, SyncStatus
 
@@ -38,6 +40,8 @@ MAX_ATTEMPTS = 15
 RETRY_BASE_SECONDS = 5.0
 RETRY_CAP_SECONDS = 3600.0
 POST_TIMEOUT_SECONDS = 10.0
+# A claimed delivery is skipped by other runners this long (longer than the POST may take).
+CLAIM_SECONDS = 3 * POST_TIMEOUT_SECONDS
 # The sweeper queues a pending alert at most this often while its job is queued or running.
 SWEEP_REQUEUE_GRACE_SECONDS = 60
 SWEEP_BATCH = 200
@@ -81,11 +85,9 @@ async def raise_alert(
     platform_code: str | None,
     message: str,
     dedupe_key: str,
-    jobs: JobBuffer | None = None,
 ) -> None:
-    """Write the alert into the caller's transaction (the edge commits). An alert with the same
-    dedupe key already raised is left as it is. With `jobs`, delivery is queued after the
-    commit; without, the sweeper picks it up within seconds."""
+    """Write the alert, and the job that delivers it, into the caller's transaction (the edge
+    commits). An alert with the same dedupe key already raised is left as it is."""
     body = orjson.dumps(
         {
             "type": str(type),
@@ -107,8 +109,8 @@ async def raise_alert(
         .on_conflict_do_nothing(index_elements=[MarketplaceAlert.dedupe_key])
         .returning(MarketplaceAlert.id)
     )
-    if alert_id is not None and jobs is not None:
-        jobs.add(DELIVER_JOB, str(alert_id), job_id=job_id(alert_id))
+    if alert_id is not None:
+        enqueue(session, DELIVER_JOB, str(alert_id), dedupe_key=job_id(alert_id))
 
 
 # --- triggers (called from the code that changes the state) ---------------------------------
@@ -240,8 +242,14 @@ async def scan_expiring_authorizations(wc: WorkerContext) -> int:
 # --- delivery --------------------------------------------------------------------------------
 
 
-def retry_delay(attempts: int) -> float:
-    return float(min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempts - 1)))
+def retry_policy() -> RetryPolicy:
+    """The one retry policy with the alerts' limits: a receiver may be down for hours."""
+    return RetryPolicy(
+        base_seconds=RETRY_BASE_SECONDS,
+        cap_seconds=RETRY_CAP_SECONDS,
+        max_attempts=MAX_ATTEMPTS,
+        max_wait_seconds=RETRY_CAP_SECONDS,
+    )
 
 
 def _receiver(wc: WorkerContext) -> tuple[str | None, str | None]:
@@ -265,11 +273,13 @@ class DeliveryFailed(Exception):
     pass
 
 
-async def _post(http: httpx.AsyncClient, url: str, secret: str, alert: MarketplaceAlert) -> None:
-    headers = signed_headers(secret, str(alert.id), alert.body, datetime.now(UTC))
+async def _post(
+    http: httpx.AsyncClient, url: str, secret: str, alert_id: uuid.UUID, body: str
+) -> None:
+    headers = signed_headers(secret, str(alert_id), body, datetime.now(UTC))
     try:
         response = await http.post(
-            url, content=alert.body.encode(), headers=headers, timeout=POST_TIMEOUT_SECONDS
+            url, content=body.encode(), headers=headers, timeout=POST_TIMEOUT_SECONDS
         )
     except httpx.HTTPError as exc:
         raise DeliveryFailed(f"Could not reach the alert receiver ({type(exc).__name__})") from exc
@@ -278,13 +288,22 @@ async def _post(http: httpx.AsyncClient, url: str, secret: str, alert: Marketpla
 
 
 async def deliver(wc: WorkerContext, alert_id: uuid.UUID) -> str:
-    """Send one pending alert. Safe to run twice: only a `pending` row is sent, under its row
-    lock (a second runner skips it), and `sent` is committed right after the 2xx."""
+    """Send one pending alert. Safe to run twice: the row is claimed (attempt counted, a short
+    lease committed) before the POST, so a second runner skips it; the outcome is written in
+    its own short transaction after the call."""
     url, secret = _receiver(wc)
+    now = datetime.now(UTC)
     async with wc.sessionmaker() as session:
         alert = await session.scalar(
             select(MarketplaceAlert)
-            .where(MarketplaceAlert.id == alert_id, MarketplaceAlert.status == AlertStatus.PENDING)
+            .where(
+                MarketplaceAlert.id == alert_id,
+                MarketplaceAlert.status == AlertStatus.PENDING,
+                or_(
+                    MarketplaceAlert.claimed_until.is_(None),
+                    MarketplaceAlert.claimed_until < now,
+                ),
+            )
             .with_for_update(skip_locked=True)
         )
         if alert is None:
@@ -295,39 +314,53 @@ async def deliver(wc: WorkerContext, alert_id: uuid.UUID) -> str:
             await session.commit()
             return AlertStatus.SKIPPED.value
         alert.attempts += 1
-        try:
-            await _post(wc.http, url, secret, alert)
-        except (DeliveryFailed, ValueError) as exc:
-            # ValueError: a secret that is not base64; retried, so fixing it needs no replay.
-            return await _failed(session, alert, str(exc) or type(exc).__name__)
-        alert.status = AlertStatus.SENT
-        alert.sent_at = datetime.now(UTC)
-        alert.last_error = None
+        alert.claimed_until = now + timedelta(seconds=CLAIM_SECONDS)
+        attempts, body = alert.attempts, alert.body
         await session.commit()
-        return AlertStatus.SENT.value
+    error: str | None = None
+    try:
+        await _post(wc.http, url, secret, alert_id, body)
+    except (DeliveryFailed, ValueError) as exc:
+        # ValueError: a secret that is not base64; retried, so fixing it needs no replay.
+        error = str(exc) or type(exc).__name__
+    return await _record(wc, alert_id, attempts, error)
 
 
-async def _failed(session: AsyncSession, alert: MarketplaceAlert, error: str) -> str:
-    alert.last_error = error[:MAX_MESSAGE_CHARS]
-    logger.warning(
-        "alert not delivered",
-        extra={"alert_id": str(alert.id), "attempts": alert.attempts, "error": error},
-    )
-    if alert.attempts >= MAX_ATTEMPTS:
-        alert.status = AlertStatus.FAILED
+async def _record(wc: WorkerContext, alert_id: uuid.UUID, attempts: int, error: str | None) -> str:
+    now = datetime.now(UTC)
+    values: dict[str, object] = {"claimed_until": None}
+    delay: float | None = None
+    if error is None:
+        values.update(status=AlertStatus.SENT, sent_at=now, last_error=None)
+        outcome = AlertStatus.SENT.value
+    else:
+        logger.warning(
+            "alert not delivered",
+            extra={"alert_id": str(alert_id), "attempts": attempts, "error": error},
+        )
+        values["last_error"] = error[:MAX_MESSAGE_CHARS]
+        policy = retry_policy()
+        if attempts >= policy.max_attempts:
+            values["status"] = AlertStatus.FAILED
+            outcome = AlertStatus.FAILED.value
+        else:
+            delay = policy.delay(attempts)
+            values["next_attempt_at"] = now + timedelta(seconds=delay + SWEEP_REQUEUE_GRACE_SECONDS)
+            outcome = AlertStatus.PENDING.value
+    async with wc.sessionmaker() as session:
+        await session.execute(
+            update(MarketplaceAlert).where(MarketplaceAlert.id == alert_id).values(**values)
+        )
         await session.commit()
-        return AlertStatus.FAILED.value
-    delay = retry_delay(alert.attempts)
-    alert.next_attempt_at = datetime.now(UTC) + timedelta(
-        seconds=delay + SWEEP_REQUEUE_GRACE_SECONDS
-    )
-    await session.commit()
-    raise Retry(defer=delay)
+    if delay is not None:
+        # The job runtime runs this job again after the delay, under the same alert id.
+        raise Retry(defer=delay)
+    return outcome
 
 
 async def sweep(wc: WorkerContext) -> int:
     """Cron: queue pending alerts that are due (raised without a queued job, or whose job was
-    lost). A job still queued keeps its id, so arq ignores the repeat."""
+    lost). A delivery job still waiting has the same dedupe key, so the repeat is a no-op."""
     now = datetime.now(UTC)
     async with wc.sessionmaker() as session:
         due = list(
@@ -351,13 +384,8 @@ async def sweep(wc: WorkerContext) -> int:
             .where(MarketplaceAlert.id.in_(due))
             .values(next_attempt_at=now + timedelta(seconds=SWEEP_REQUEUE_GRACE_SECONDS))
         )
+        # A delivery job still waiting has the same dedupe key: asking again is a no-op.
+        for alert_id in due:
+            enqueue(session, DELIVER_JOB, str(alert_id), dedupe_key=job_id(alert_id))
         await session.commit()
-    return await enqueue(wc.redis, due)
-
-
-async def enqueue(redis: ArqRedis | None, alert_ids: Sequence[uuid.UUID]) -> int:
-    if redis is None:
-        return 0
-    for alert_id in alert_ids:
-        await redis.enqueue_job(DELIVER_JOB, str(alert_id), _job_id=job_id(alert_id))
-    return len(alert_ids)
+    return len(due)

@@ -3,18 +3,18 @@ database-backed token store that makes a refresh safe across processes."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.connections import repository
 from app.connections.hosts import ensure_callable
 from app.connections.schemas import MaskedCredentials
 from app.crypto import CredentialCipher, mask_secret
-from app.errors import is_lock_timeout
 from app.models import MarketplaceConnection
 from app.platforms.base import RefreshFn, apply_token_pair
 from app.platforms.errors import TransientError
@@ -75,11 +75,27 @@ def masked(connection: MarketplaceConnection, cipher: CredentialCipher) -> Maske
     )
 
 
+# How long a refresh waits for another process's refresh of the same connection.
+REFRESH_LOCK_WAIT_SECONDS = 20.0
+REFRESH_LOCK_POLL_SECONDS = 0.05
+STORE_LOCK_TIMEOUT = "10s"
+
+
+def refresh_lock_key(connection_id: uuid.UUID) -> int:
+    """The advisory-lock key of "a token refresh of this connection is under way" (its own
+    key space by hashing, apart from the sync's per-connection key)."""
+    digest = hashlib.blake2b(b"token-refresh:" + connection_id.bytes, digest_size=8).digest()
+    return int.from_bytes(digest, "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
 class DatabaseTokenStore:
-    """Refreshes under the connection's row lock (so two workers never refresh at once) and
-    commits the new pair in its own short transaction before anyone uses it: a Shopee refresh
-    token works once, so losing the new pair would lose the shop. The client makes a single
-    attempt under the lock (`single_attempt`) and backs off outside it."""
+    """One refresh at a time per connection, across processes, without holding a row lock or
+    an open transaction across the marketplace call: a session-level advisory lock, taken on a
+    connection of its own that has no transaction open, guards the refresh; the stored token
+    is re-read (and the new pair written) in short transactions of their own. The new pair is
+    committed before anyone uses it: a Shopee refresh token works once, so losing the new pair
+    would lose the shop. The client makes a single attempt per call (`single_attempt`) and
+    backs off outside it."""
 
     def __init__(
         self,
@@ -93,27 +109,63 @@ class DatabaseTokenStore:
         self.refreshed_at: datetime | None = None
 
     async def refresh(self, stale: Credentials, do_refresh: RefreshFn) -> Credentials:
-        async with self.sessionmaker() as session, session.begin():
+        engine: AsyncEngine = self.sessionmaker.kw["bind"]
+        key = refresh_lock_key(self.connection_id)
+        async with engine.connect() as lock:
+            await _take_advisory_lock(lock, key)
             try:
-                connection = await repository.get_for_update(session, self.connection_id)
-            except DBAPIError as exc:
-                if not is_lock_timeout(exc):
-                    raise
-                # Another process holds the row for its own refresh attempt: back off and
-                # retry like any transient failure; the retry finds its new pair.
-                raise TransientError(
-                    "Another process is refreshing this connection's tokens",
-                    platform="omni-sales",
-                ) from exc
+                current = await self._stored()
+                if current.access_token != stale.access_token:
+                    return current  # another worker refreshed while we waited for the lock
+                pair = await do_refresh(current)
+                refreshed = apply_token_pair(current, pair)
+                await self._store(refreshed)
+                self.refreshed_at = datetime.now(UTC)
+                return refreshed
+            finally:
+                # Shielded: a cancelled refresh must still give the lock back.
+                await asyncio.shield(_release_advisory_lock(lock, key))
+
+    async def _stored(self) -> Credentials:
+        async with self.sessionmaker() as session:
+            connection = await session.get(MarketplaceConnection, self.connection_id)
             if connection is None:
                 raise LookupError("connection vanished during a token refresh")
-            current = decrypt_credentials(connection, self.cipher)
-            if current.access_token != stale.access_token:
-                return current  # another worker refreshed while we waited for the lock
-            pair = await do_refresh(current)
-            refreshed = apply_token_pair(current, pair)
+            return decrypt_credentials(connection, self.cipher)
+
+    async def _store(self, refreshed: Credentials) -> None:
+        # It waits out a request holding the row for its short step (giving up would lose a
+        # pair the marketplace has already issued), but not forever: a caller that held the row
+        # across this refresh would otherwise deadlock with it.
+        async with self.sessionmaker() as session:
+            await session.execute(text(f"SET LOCAL lock_timeout = '{STORE_LOCK_TIMEOUT}'"))
+            connection = await session.get(MarketplaceConnection, self.connection_id)
+            if connection is None:
+                raise LookupError("connection vanished during a token refresh")
             store_tokens(connection, refreshed, self.cipher)
-            return refreshed
+            await session.commit()
+
+
+async def _take_advisory_lock(lock: AsyncConnection, key: int) -> None:
+    """Try, and commit after each try, so the waiting holds no transaction open."""
+    deadline = asyncio.get_running_loop().time() + REFRESH_LOCK_WAIT_SECONDS
+    while True:
+        taken = await lock.scalar(select(func.pg_try_advisory_lock(key)))
+        await lock.commit()
+        if taken:
+            return
+        if asyncio.get_running_loop().time() >= deadline:
+            # Another process holds it for its own refresh: back off and retry like any
+            # transient failure; the retry finds its new pair.
+            raise TransientError(
+                "Another process is refreshing this connection's tokens", platform="omni-sales"
+            )
+        await asyncio.sleep(REFRESH_LOCK_POLL_SECONDS)
+
+
+async def _release_advisory_lock(lock: AsyncConnection, key: int) -> None:
+    await lock.execute(select(func.pg_advisory_unlock(key)))
+    await lock.commit()
 
 
 def connection_client(

@@ -9,9 +9,12 @@ from sqlalchemy import select
 from app.connections import service
 from app.connections.credentials import DatabaseTokenStore
 from app.connections.hosts import reconcile_host_statuses
+from app.jobs.outbox import enqueue
 from app.models import MarketplaceConnection
 from app.models.enums import ConnectionStatus
 from app.worker_context import JobContext
+
+VERIFY_JOB = "verify_connection"
 
 
 async def verify_connection(ctx: JobContext, connection_id: str) -> str:
@@ -36,8 +39,9 @@ async def verify_all_connections(ctx: JobContext) -> int:
         # No call for a connection whose hosts are not configured; one whose are again is back.
         await reconcile_host_statuses(session, wc.settings)
         await session.commit()
+    async with wc.unit_of_work() as uow:
         ids = (
-            await session.scalars(
+            await uow.session.scalars(
                 select(MarketplaceConnection.id).where(
                     MarketplaceConnection.is_active.is_(True),
                     MarketplaceConnection.status.in_(
@@ -46,8 +50,6 @@ async def verify_all_connections(ctx: JobContext) -> int:
                 )
             )
         ).all()
-    for cid in ids:
-        await ctx["redis"].enqueue_job(
-            "verify_connection", str(cid), _job_id=f"verify_connection:{cid}"
-        )
+        for cid in ids:
+            enqueue(uow.session, VERIFY_JOB, str(cid), dedupe_key=f"{VERIFY_JOB}:{cid}")
     return len(ids)

@@ -9,7 +9,6 @@ from typing import Any
 from arq import cron, func
 from sqlalchemy import text
 
-from app.inventory.outbox import install_job_sender
 from app.inventory.push import PUSHABLE_STATUSES, push_connection
 from app.inventory.recompute import recompute_counters
 from app.inventory.requests import PUSH_JOB, queue_push_jobs
@@ -31,14 +30,12 @@ _DUE_CONNECTIONS = text(
 
 
 async def push_stock(ctx: JobContext, connection_id: str) -> int:
-    install_job_sender(ctx["redis"])
     return await push_connection(ctx["app"], uuid.UUID(connection_id))
 
 
 async def sweep_pending_pushes(ctx: JobContext) -> int:
     """Cron: queue a push round for every connection with listings left pending past their
     lease or with a failed or drifted push due for its retry; returns how many."""
-    install_job_sender(ctx["redis"])
     async with ctx["app"].sessionmaker() as session:
         rows = await session.execute(
             _DUE_CONNECTIONS, {"statuses": [str(status) for status in PUSHABLE_STATUSES]}

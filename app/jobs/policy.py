@@ -7,6 +7,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 from app.config import ClientTuning
 from app.platforms.errors import RateLimitedError, TransientError
 
@@ -51,4 +53,10 @@ class RetryPolicy:
 
 
 def is_transient(error: BaseException) -> bool:
-    return isinstance(error, TransientError | RateLimitedError)
+    """A marketplace's transient or rate-limit failure, or our own infrastructure blinking
+    (the database or Redis unreachable for a moment): worth another try."""
+    if isinstance(error, TransientError | RateLimitedError | RedisConnectionError):
+        return True
+    from app.errors import is_database_unavailable  # the errors module is heavy; only here
+
+    return is_database_unavailable(error)

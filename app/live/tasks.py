@@ -9,7 +9,6 @@ from typing import Any
 from arq import Retry, cron, func
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.inventory.outbox import install_job_sender
 from app.live import replies, service
 from app.worker_context import JobContext, arq_job
 
@@ -24,7 +23,6 @@ async def _queue_each(
     queue: Callable[[AsyncSession, uuid.UUID], None],
 ) -> int:
     """A sweep: a job for every id `find` returns, asked for in one transaction."""
-    install_job_sender(ctx["redis"])
     async with ctx["app"].sessionmaker() as session:
         due = await find(session)
         for item in due:
@@ -34,7 +32,6 @@ async def _queue_each(
 
 
 async def send_social_replies(ctx: JobContext, connection_id: str) -> int:
-    install_job_sender(ctx["redis"])
     try:
         return await replies.send_pending(ctx["app"], uuid.UUID(connection_id))
     except replies.SenderBusy:
@@ -50,7 +47,6 @@ async def sweep_social_replies(ctx: JobContext) -> int:
 async def allocate_live_comments(ctx: JobContext, session_id: str) -> int:
     """Place every pending comment of a live, in batches (queued by the webhooks that
     captured them, one job per live)."""
-    install_job_sender(ctx["redis"])
     try:
         return await service.allocate_session(
             ctx["app"].sessionmaker, uuid.UUID(session_id), linger=service.LINGER_SECONDS

@@ -7,6 +7,7 @@ from app.models.connect_state import MarketplaceConnectState
 from app.models.connection import MarketplaceConnection
 from app.models.failed_order import MarketplaceFailedOrder
 from app.models.inventory_sku import InventorySku
+from app.models.job_outbox import JobOutbox
 from app.models.live_comment import LiveComment
 from app.models.live_session import LiveSession
 from app.models.live_session_product import LiveSessionProduct
@@ -28,6 +29,7 @@ from app.models.webhook import MarketplaceWebhook
 __all__ = [
     "Base",
     "InventorySku",
+    "JobOutbox",
     "LiveComment",
     "LiveSession",
     "LiveSessionProduct",

@@ -37,5 +37,8 @@ class MarketplaceAlert(Base):
     attempts: Mapped[int] = mapped_column(server_default="0")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     next_attempt_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # A delivery in flight: claimed (and committed) before the POST, so no row lock is held
+    # across the call; another runner skips the row until this passes.
+    claimed_until: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ import httpx
 import orjson
 
 from app.config import ClientTuning
+from app.jobs.policy import RetryPolicy
 from app.metrics import service as metrics
 from app.platforms.errors import (
     MarketplaceError,
@@ -85,9 +85,8 @@ class RateLimiter:
 
 
 def backoff_delay(attempt: int, tuning: ClientTuning) -> float:
-    """Capped exponential back-off with full jitter (attempt counts from 1)."""
-    ceiling = min(tuning.backoff_cap_seconds, tuning.backoff_base_seconds * 2 ** (attempt - 1))
-    return random.uniform(ceiling / 2, ceiling)
+    """Capped exponential back-off with jitter (attempt counts from 1): the one retry policy's."""
+    return RetryPolicy.from_tuning(tuning).delay(attempt)
 
 
 def parse_retry_after(response: httpx.Response) -> float | None:

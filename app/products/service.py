@@ -112,6 +112,8 @@ async def apply_product_push(
             log.details = {"externalProductIds": list(external_product_ids)[:50]}
     except SyncAlreadyRunning:
         # The running sync may have read these products already: queue a follow-up run.
+        # Coalesced only while waiting: once a follow-up has started, a later push gets one
+        # of its own (the product it names may be newer than what that run reads).
         enqueue(
             session,
             PRODUCT_SYNC_FOLLOW_UP_JOB,

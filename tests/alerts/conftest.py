@@ -7,7 +7,7 @@ import base64
 import hashlib
 import hmac
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,8 @@ class Receiver:
     url: str
     received: list[Received] = field(default_factory=list)
     fail_next: int = 0
+    # Runs while the request is being answered (a test looks at the database meanwhile).
+    during_request: Callable[[], Awaitable[None]] | None = None
 
     def verify(self, item: Received) -> None:
         """Checks the signature twice: by hand from the Standard Webhooks spec, and with its
@@ -67,6 +69,8 @@ async def receiver_server() -> AsyncIterator[Receiver]:
 
     async def receive(request: Request) -> Response:
         receiver.received.append(Received(dict(request.headers), await request.body()))
+        if receiver.during_request is not None:
+            await receiver.during_request()
         if receiver.fail_next > 0:
             receiver.fail_next -= 1
             return Response("receiver down", status_code=503)
@@ -90,6 +94,7 @@ async def receiver_server() -> AsyncIterator[Receiver]:
 def receiver(receiver_server: Receiver) -> Receiver:
     receiver_server.received.clear()
     receiver_server.fail_next = 0
+    receiver_server.during_request = None
     return receiver_server
 
 

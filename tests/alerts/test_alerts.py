@@ -11,15 +11,15 @@ import httpx
 import pytest
 from arq.connections import ArqRedis
 from arq.worker import Retry
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.alerts import service
 from app.alerts import tasks as alert_tasks
 from app.alerts.service import AlertType, raise_alert
 from app.config import Settings
-from app.jobs import JobBuffer
-from app.models import MarketplaceAlert, MarketplaceSyncLog
+from app.models import JobOutbox, MarketplaceAlert, MarketplaceSyncLog
 from app.worker import CRON_JOBS, FUNCTIONS, create_worker
 from app.worker_context import WorkerContext
 from tests.alerts.conftest import Receiver
@@ -59,7 +59,6 @@ async def raise_one(
     session_factory: async_sessionmaker[AsyncSession],
     connection: dict[str, Any],
     dedupe_key: str = "test:1",
-    jobs: JobBuffer | None = None,
 ) -> None:
     async with session_factory() as session:
         await raise_alert(
@@ -69,7 +68,6 @@ async def raise_one(
             platform_code="lazada",
             message="The seller revoked the app",
             dedupe_key=dedupe_key,
-            jobs=jobs,
         )
         await session.commit()
 
@@ -107,21 +105,20 @@ async def test_an_alert_is_sent_once_signed_in_the_standard_webhooks_format(
     assert len(receiver.received) == 1
 
 
-async def test_raising_with_a_unit_of_work_queues_delivery_after_commit(
+async def test_raising_an_alert_queues_its_delivery_in_the_same_transaction(
     api: httpx.AsyncClient,
     sandbox: RunningSandbox,
     settings: Settings,
     session_factory: async_sessionmaker[AsyncSession],
-    redis: ArqRedis,
     receiver: Receiver,
 ) -> None:
     connection = await new_connection(api, sandbox)
-    jobs = JobBuffer()
-    await raise_one(session_factory, connection, jobs=jobs)
-    await raise_one(session_factory, connection, jobs=jobs)  # a repeat queues nothing
-    assert len(jobs.pending) == 1
-    await jobs.flush(redis)
-    await run_alert_jobs(settings)
+    await raise_one(session_factory, connection)
+    await raise_one(session_factory, connection)  # a repeat queues nothing
+    async with session_factory() as session:
+        jobs = (await session.scalars(select(JobOutbox.function))).all()
+    assert jobs == [service.DELIVER_JOB]
+    await run_alert_jobs(settings)  # no sweep: the job came with the alert
     assert len(receiver.received) == 1
     receiver.verify(receiver.received[0])
 
@@ -313,3 +310,38 @@ async def test_a_shopee_expiry_push_alerts_once_a_week(
             )
             await session.commit()
     assert len(await alerts(session_factory)) == 1
+
+
+async def test_delivery_holds_no_row_lock_while_the_receiver_answers(
+    api: httpx.AsyncClient,
+    sandbox: RunningSandbox,
+    session_factory: async_sessionmaker[AsyncSession],
+    worker_context: WorkerContext,
+    receiver: Receiver,
+) -> None:
+    connection = await new_connection(api, sandbox)
+    await raise_one(session_factory, connection)
+    [row] = await alerts(session_factory)
+    seen: dict[str, Any] = {}
+
+    async def during_request() -> None:
+        async with session_factory() as other, other.begin():
+            await other.execute(text("SET LOCAL lock_timeout = '200ms'"))
+            try:
+                await other.execute(
+                    select(MarketplaceAlert.id)
+                    .where(MarketplaceAlert.id == row.id)
+                    .with_for_update()
+                )
+                seen["row_free"] = True
+            except DBAPIError:
+                seen["row_free"] = False
+        # A second runner meanwhile finds the delivery claimed and sends nothing.
+        seen["second_runner"] = await service.deliver(worker_context, row.id)
+
+    receiver.during_request = during_request
+    assert await service.deliver(worker_context, row.id) == "sent"
+    assert seen == {"row_free": True, "second_runner": "skipped"}
+    assert len(receiver.received) == 1
+    [row] = await alerts(session_factory)
+    assert (row.status, row.attempts, row.claimed_until) == ("sent", 1, None)

@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import app.platforms.http
 from app.config import ClientTuning
-from app.connections.credentials import DatabaseTokenStore
+from app.connections.credentials import DatabaseTokenStore, refresh_lock_key
 from app.crypto import CredentialCipher
 from app.models import MarketplaceConnection
 from app.platforms.base import ClientConfig, RefreshFn, apply_token_pair
@@ -181,47 +181,55 @@ async def stored_credentials(
     return decrypt_credentials(row, CredentialCipher([ENCRYPTION_KEY]))
 
 
-async def test_the_token_store_transaction_sets_a_lock_timeout(
+async def test_a_refresh_holds_no_transaction_open_during_the_marketplace_call(
     api: httpx.AsyncClient,
     sandbox: RunningSandbox,
     session_factory: async_sessionmaker[AsyncSession],
 ) -> None:
     connection, _ = await connect_shop(api, sandbox, "shopee")
-    sessions = RecordingSessions(session_factory)
-    store = DatabaseTokenStore(
-        sessions,  # type: ignore[arg-type]
-        CredentialCipher([ENCRYPTION_KEY]),
-        uuid.UUID(connection["id"]),
-    )
+    connection_id = uuid.UUID(connection["id"])
+    store = DatabaseTokenStore(session_factory, CredentialCipher([ENCRYPTION_KEY]), connection_id)
+    key = refresh_lock_key(connection_id)
     seen: dict[str, Any] = {}
 
     async def do_refresh(current: Credentials) -> TokenPair:
-        seen["lock_timeout"] = await sessions.sessions[-1].scalar(text("SHOW lock_timeout"))
+        async with session_factory() as probe:
+            # The backend holding the refresh lock: idle, with no transaction open.
+            seen["holder_states"] = (
+                await probe.scalars(
+                    text(
+                        "SELECT a.state FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                        "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+                        "AND l.classid::bigint = :hi AND l.objid::bigint = :lo"
+                    ),
+                    {"hi": key >> 32, "lo": key & 0xFFFF_FFFF},
+                )
+            ).all()
         return renewed_pair()
 
     stale = await stored_credentials(session_factory, connection["id"])
     refreshed = await store.refresh(stale, do_refresh)
     assert refreshed.access_token == "fresh-access"
-    assert seen["lock_timeout"] not in ("0", "0ms", "0s")
+    assert seen["holder_states"] == ["idle"]
     assert (await stored_credentials(session_factory, connection["id"])).access_token == (
         "fresh-access"
     )
 
 
-async def test_a_refresh_behind_a_row_holder_fails_fast_instead_of_waiting(
+async def test_a_refresh_behind_a_row_holder_calls_the_marketplace_and_stores_after_it(
     api: httpx.AsyncClient,
     sandbox: RunningSandbox,
     session_factory: async_sessionmaker[AsyncSession],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("app.connections.repository.LOCK_TIMEOUT", "200ms", raising=False)
     connection, _ = await connect_shop(api, sandbox, "shopee")
     store = DatabaseTokenStore(
         session_factory, CredentialCipher([ENCRYPTION_KEY]), uuid.UUID(connection["id"])
     )
     stale = await stored_credentials(session_factory, connection["id"])
+    called = asyncio.Event()
 
     async def do_refresh(current: Credentials) -> TokenPair:
+        called.set()
         return renewed_pair()
 
     async with session_factory() as holder, holder.begin():
@@ -230,24 +238,25 @@ async def test_a_refresh_behind_a_row_holder_fails_fast_instead_of_waiting(
             .where(MarketplaceConnection.id == uuid.UUID(connection["id"]))
             .with_for_update()
         )
-        with pytest.raises(Exception) as caught:
-            # The bound only keeps a regression from hanging the suite.
-            await asyncio.wait_for(store.refresh(stale, do_refresh), timeout=5)
-    assert lock_not_available(caught.value), repr(caught.value)
+        refresh = asyncio.create_task(store.refresh(stale, do_refresh))
+        # The row lock does not keep the refresh from the marketplace; only its write waits.
+        await asyncio.wait_for(called.wait(), timeout=5)
+        await asyncio.sleep(0.1)
+        assert not refresh.done()
+    refreshed = await asyncio.wait_for(refresh, timeout=10)
+    assert refreshed.access_token == "fresh-access"
     assert (await stored_credentials(session_factory, connection["id"])).access_token == (
-        stale.access_token
+        "fresh-access"
     )
 
 
-async def test_a_refresh_behind_a_slow_holder_retries_and_uses_the_holders_tokens(
+async def test_a_refresh_behind_another_refresh_waits_and_uses_its_tokens(
     api: httpx.AsyncClient,
     sandbox: RunningSandbox,
     session_factory: async_sessionmaker[AsyncSession],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The holder (another worker mid-refresh) may keep the row for a whole marketplace
-    attempt, longer than lock_timeout: the waiter backs off and retries, never fails the sync."""
-    monkeypatch.setattr("app.connections.repository.LOCK_TIMEOUT", "100ms", raising=False)
+    """Another worker mid-refresh holds the connection's refresh lock: the waiter waits, then
+    finds the new pair stored and uses it without refreshing again."""
     connection, _ = await connect_shop(api, sandbox, "shopee")
     connection_id = uuid.UUID(connection["id"])
     stale = await stored_credentials(session_factory, connection["id"])
@@ -267,19 +276,18 @@ async def test_a_refresh_behind_a_slow_holder_retries_and_uses_the_holders_token
         ClientConfig(base_url=BASE, tuning=tuning),
         token_store=DatabaseTokenStore(session_factory, cipher, connection_id),
     )
+    key = refresh_lock_key(connection_id)
     with respx.mock(base_url=BASE, assert_all_called=False) as router:
         refresh = router.post(REFRESH).respond(500)
         shop = router.get(SHOP_INFO).respond(
             json={"request_id": "r", "error": "", "shop_name": "S"}
         )
-        async with session_factory() as holder, holder.begin():
-            await holder.execute(
-                select(MarketplaceConnection.id)
-                .where(MarketplaceConnection.id == connection_id)
-                .with_for_update()
-            )
+        # A connection of its own: the lock is the connection's, across its commits.
+        async with session_factory.kw["bind"].connect() as holder:
+            await holder.execute(select(func.pg_advisory_lock(key)))
+            await holder.commit()
             check = asyncio.create_task(client.check_shop())
-            await asyncio.sleep(0.3)  # the waiter meets the lock timeout a few times
+            await asyncio.sleep(0.3)  # the other refresh is still talking to the marketplace
             assert not check.done(), check.exception()
             await holder.execute(
                 update(MarketplaceConnection)
@@ -289,6 +297,9 @@ async def test_a_refresh_behind_a_slow_holder_retries_and_uses_the_holders_token
                     access_token_expires_at=datetime.now(UTC) + timedelta(hours=4),
                 )
             )
+            await holder.commit()
+            await holder.execute(select(func.pg_advisory_unlock(key)))
+            await holder.commit()
         assert (await asyncio.wait_for(check, timeout=10)).name == "S"
     assert refresh.call_count == 0  # the holder's fresh pair was used, not refreshed again
     assert shop.calls.last.request.url.params["access_token"] == "holder-access"

@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 from app.config import Settings
-from app.inventory.outbox import install_job_sender
 from app.inventory.router import router as inventory_router
 from app.live.router import router as live_router
 from app.main import create_app
@@ -34,12 +33,10 @@ async def live_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     if "/api/marketplace/inventory/{sku}" not in paths:
         app.include_router(inventory_router)
     async with app.router.lifespan_context(app):
-        install_job_sender(app.state.redis)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_BASE_URL) as client:
             client.app = app  # type: ignore[attr-defined]
             yield client
-    install_job_sender(None)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ batches, in comment-time order; replies go after commit and a failing one blocks
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -14,7 +13,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.inventory import outbox
 from app.live import replies
 from app.live import tasks as live_tasks
 from app.live.service import ALLOCATE_JOB, handle_page_event
@@ -42,15 +40,17 @@ async def shop(api: httpx.AsyncClient, sandbox: RunningSandbox) -> dict[str, Any
     return connection
 
 
-async def _sent() -> None:
-    """Jobs asked for by committed transactions have reached Redis."""
-    tasks = getattr(outbox._Sender, "tasks", set())
-    await asyncio.gather(*list(tasks), return_exceptions=True)
-
-
-async def _queued(redis: ArqRedis, function: str) -> int:
-    await _sent()
-    return sum(1 for job in await redis.queued_jobs() if job.function == function)
+async def _queued(session_factory: async_sessionmaker[AsyncSession], function: str) -> int:
+    """Jobs of `function` asked for by committed transactions and not started yet."""
+    async with session_factory() as session:
+        count = await session.scalar(
+            text(
+                "SELECT count(*) FROM job_outbox WHERE function = :f "
+                "AND status IN ('pending', 'sent')"
+            ),
+            {"f": function},
+        )
+    return int(count or 0)
 
 
 def _batch(page_id: str, post_id: str, first: int, count: int) -> dict[str, Any]:
@@ -94,7 +94,7 @@ async def test_capturing_comments_places_nothing_and_asks_for_one_allocation_job
     assert pending == 20
     assert await live_orders(session_factory) == []
     assert (await stock(api, SKU))["reserved"] == 0
-    assert await _queued(redis, ALLOCATE_JOB) == 1
+    assert await _queued(session_factory, ALLOCATE_JOB) == 1
 
     await run_burst(settings)
 
@@ -130,7 +130,7 @@ async def test_the_live_sweep_asks_once_for_a_live_with_pending_comments(
     assert await live_tasks.sweep_live_comments(job_context) == 1  # type: ignore[arg-type]
     assert await live_tasks.sweep_live_comments(job_context) == 1  # type: ignore[arg-type]
 
-    assert await _queued(redis, ALLOCATE_JOB) == 1
+    assert await _queued(session_factory, ALLOCATE_JOB) == 1
 
 
 async def test_a_failing_reply_blocks_no_other(

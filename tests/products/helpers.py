@@ -11,7 +11,6 @@ import httpx
 
 from app.config import Settings
 from app.inventory import tasks as inventory_tasks
-from app.inventory.outbox import install_job_sender
 from app.inventory.router import router as inventory_router
 from app.main import create_app
 from app.products import tasks as product_tasks
@@ -36,11 +35,9 @@ async def stock_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         app.include_router(products_router)
         app.include_router(inventory_router)
     async with app.router.lifespan_context(app):
-        install_job_sender(app.state.redis)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://omni.test") as client:
             yield client
-    install_job_sender(None)
 
 
 @asynccontextmanager

@@ -154,10 +154,6 @@ def saved_a_page(log: MarketplaceSyncLog) -> bool:
     return log.pages_done >= 1 or finished(log)
 
 
-@pytest.mark.skip(
-    reason="Sync starts ask for their job through app.jobs.outbox.enqueue, which no longer "
-    "touches Redis in the request; the table outbox (h1) owns the queue-down behaviour"
-)
 async def test_sync_request_with_the_queue_down_is_503_and_leaves_no_log(
     api: httpx.AsyncClient,
     sandbox: RunningSandbox,
@@ -182,10 +178,6 @@ async def test_sync_request_with_the_queue_down_is_503_and_leaves_no_log(
     assert await order_count(session_factory, connection["id"]) == 12
 
 
-@pytest.mark.skip(
-    reason="Sync starts ask for their job through app.jobs.outbox.enqueue, which no longer "
-    "touches Redis in the request; the table outbox (h1) owns the queue-down behaviour"
-)
 async def test_reauthorizing_patch_with_the_queue_down_changes_nothing(
     api: httpx.AsyncClient,
     sandbox: RunningSandbox,
