@@ -100,6 +100,24 @@ class OrderPage:
     failures: list[OrderFailure] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class ReadHint:
+    """What pushes tell about the orders they name. `updated_since`: none of them changed
+    before this instant (the oldest push's time minus the sync's overlap), so a platform that
+    lists by update window can read them with its list call instead of one call per order."""
+
+    updated_since: datetime | None = None
+
+
+@dataclass(slots=True)
+class OrdersRead:
+    """Orders read by id: those normalized, and those the platform returned but that could
+    not be used (its words). An id in neither was not returned at all (not visible yet)."""
+
+    orders: list[NormalizedOrder] = field(default_factory=list)
+    failures: list[OrderFailure] = field(default_factory=list)
+
+
 @dataclass(slots=True)
 class StockResult:
     sku: str
@@ -155,6 +173,13 @@ class MarketplaceClient(ABC):
     @abstractmethod
     async def get_orders(self, external_order_ids: Sequence[str]) -> list[NormalizedOrder]:
         """Full details of the given orders (webhooks name an order; this reads it)."""
+
+    async def fetch_orders_by_ids(
+        self, external_order_ids: Sequence[str], hint: ReadHint | None = None
+    ) -> OrdersRead:
+        """The given orders read in bulk with the sync's own calls (pushes name orders; this
+        reads a batch of them). Platforms override it; this fallback reads them by id."""
+        return OrdersRead(orders=await self.get_orders(external_order_ids))
 
     @abstractmethod
     def iter_products(self) -> AsyncIterator[list[NormalizedProduct]]:

@@ -163,5 +163,4 @@ async def retry_webhook_event(
     """Process a failed event again (404 for another user's, 409 unless it failed)."""
     owner = ensure_same_user(user, user_id)
     event = await service.retry_event(uow.session, owner, webhook_id)
-    uow.enqueue_after_commit(service.PROCESS_JOB, webhook_id, job_id=service.job_id(webhook_id))
     return WebhookEventResponse(data=event)

@@ -9,9 +9,10 @@ acknowledges or changes an order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, ClassVar, TypeVar
@@ -23,6 +24,8 @@ from app.platforms.base import (
     MarketplaceClient,
     OrderFailure,
     OrderPage,
+    OrdersRead,
+    ReadHint,
     StockResult,
     TokenStore,
 )
@@ -80,6 +83,10 @@ PRODUCT_FIELDS = (
 )
 # Graph answers for an id that does not exist or is not visible to the token.
 _MISSING_CODES = frozenset({"100/33", "803"})
+
+
+class OrderUnreadable(PermanentError):
+    """Meta returned the order, but it cannot be normalized."""
 
 
 class FacebookClient(MarketplaceClient):
@@ -157,7 +164,7 @@ class FacebookClient(MarketplaceClient):
 
     async def _pages(
         self, path: str, params: Mapping[str, Any]
-    ) -> AsyncIterator[tuple[list[dict[str, Any]], bool]]:
+    ) -> AsyncGenerator[tuple[list[dict[str, Any]], bool]]:
         """(data, is_last) per page. Only the `after` cursor is used: the `next` URL carries
         the token and proof, so it serves solely as the "more pages" signal."""
         after: str | None = None
@@ -360,7 +367,7 @@ class FacebookClient(MarketplaceClient):
         try:
             return map_order(raw, fully_cancelled=cancelled, refunded=refunded)
         except OrderMappingError as exc:
-            raise PermanentError(f"order {order_id}: {exc}", platform=self.platform.value) from exc
+            raise OrderUnreadable(f"order {order_id}: {exc}", platform=self.platform.value) from exc
 
     async def get_orders(self, external_order_ids: Sequence[str]) -> list[NormalizedOrder]:
         results = await self._gather_limited(
@@ -373,6 +380,66 @@ class FacebookClient(MarketplaceClient):
             if result is not None:
                 orders.append(result)
         return orders
+
+    async def _scan_window(
+        self, cms: str, window: Mapping[str, int], wanted: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        """The wanted orders found in `commerce_orders` over the update window (all states,
+        full fields, as the sync lists). Listing stops once every id is found, or once it has
+        cost as many calls as reading the ids still missing one by one would."""
+        missing = set(wanted)
+        found: dict[str, dict[str, Any]] = {}
+        params = {
+            **window,
+            "state": ",".join(ALL_STATES),
+            "fields": ORDER_FIELDS,
+            "limit": self.page_size,
+        }
+        pages = 0
+        async with contextlib.aclosing(self._pages(f"{cms}/commerce_orders", params)) as listing:
+            async for data, _ in listing:
+                pages += 1
+                for raw in data:
+                    order_id = str(raw.get("id"))
+                    if order_id in missing:
+                        found[order_id] = raw
+                        missing.discard(order_id)
+                if not missing or pages >= len(missing):
+                    break
+        return found
+
+    async def fetch_orders_by_ids(
+        self, external_order_ids: Sequence[str], hint: ReadHint | None = None
+    ) -> OrdersRead:
+        """As the sync reads: `commerce_orders` by update window from `hint.updated_since`
+        (Graph has no multi-id read of orders), the cancelled and refunded ids of the same
+        window only when a completed order is among them, then one read per id the window did
+        not return."""
+        ids = list(dict.fromkeys(str(i) for i in external_order_ids))
+        read = OrdersRead()
+        found: dict[str, dict[str, Any]] = {}
+        if hint is not None and hint.updated_since is not None and ids:
+            cms = await self.commerce_account_id()
+            window = self._window(hint.updated_since, datetime.now(UTC))
+            found = await self._scan_window(cms, window, ids)
+            raws, read.failures = await self._with_items(list(found.values()))
+            cancelled: set[str] = set()
+            refunded: set[str] = set()
+            if any(order_state(raw).upper() == "COMPLETED" for raw in raws):
+                cancelled = await self._ids_with(cms, window, "NO_SHIPMENTS")
+                refunded = await self._ids_with(cms, window, "HAS_REFUNDS")
+            read.orders, mapping_failures = self._map(raws, cancelled, refunded)
+            read.failures += mapping_failures
+        rest = [i for i in ids if i not in found]
+        results = await self._gather_limited([partial(self._read_order, i) for i in rest])
+        for order_id, result in zip(rest, results, strict=True):
+            if isinstance(result, OrderUnreadable):
+                read.failures.append(OrderFailure(order_id, result.message))
+            elif isinstance(result, BaseException):
+                raise result
+            elif result is not None:
+                read.orders.append(result)
+        return read
 
     # --- products and stock --------------------------------------------------------------
 

@@ -9,14 +9,22 @@ without a code change: `items_batch_size` (ids per `/orders/items/get`), `produc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 from xml.sax.saxutils import escape
 
-from app.platforms.base import MarketplaceClient, OrderFailure, OrderPage, StockResult
+from app.platforms.base import (
+    MarketplaceClient,
+    OrderFailure,
+    OrderPage,
+    OrdersRead,
+    ReadHint,
+    StockResult,
+)
 from app.platforms.errors import (
     AuthError,
     MarketplaceError,
@@ -131,7 +139,7 @@ class _OrderLister:
     def __post_init__(self) -> None:
         self.resume = self.start
 
-    async def pages(self) -> AsyncIterator[_Listed]:
+    async def pages(self) -> AsyncGenerator[_Listed]:
         window = _floor(self.start)
         query_end = _ceil(self.end)
         restarts = 0
@@ -406,19 +414,8 @@ class LazadaClient(MarketplaceClient):
     async def get_orders(self, external_order_ids: Sequence[str]) -> list[NormalizedOrder]:
         ids = list(dict.fromkeys(str(i) for i in external_order_ids))
         limit = asyncio.Semaphore(self.config.tuning.detail_concurrency)
-
-        async def one(order_id: str) -> Row | None:
-            async with limit:
-                try:
-                    payload = await self._call("GET", "/order/get", {"order_id": order_id})
-                except PermanentError as exc:
-                    if exc.code in _NOT_FOUND_CODES or "invalid order id" in exc.message.lower():
-                        return None
-                    raise
-            data = payload.get("data")
-            return data if isinstance(data, dict) and data else None
-
-        found = [o for o in await asyncio.gather(*(one(i) for i in ids)) if o is not None]
+        answers = await asyncio.gather(*(self._get_order(i, limit) for i in ids))
+        found = [o for o in answers if o is not None]
         rows, refused = await self._items_for([str(o.get("order_id")) for o in found], limit)
         orders, failures = self._normalize(found, rows, refused)
         for failure in failures:
@@ -427,6 +424,74 @@ class LazadaClient(MarketplaceClient):
                 {"externalOrderId": failure.external_order_id, "message": failure.message},
             )
         return orders
+
+    async def _get_order(self, order_id: str, limit: asyncio.Semaphore) -> Row | None:
+        """One order by id (`/order/get`); None when Lazada does not know it."""
+        async with limit:
+            try:
+                payload = await self._call("GET", "/order/get", {"order_id": order_id})
+            except PermanentError as exc:
+                if exc.code in _NOT_FOUND_CODES or "invalid order id" in exc.message.lower():
+                    return None
+                raise
+        data = payload.get("data")
+        return data if isinstance(data, dict) and data else None
+
+    async def _scan_window(
+        self, wanted: Sequence[str], since: datetime
+    ) -> tuple[dict[str, Row], list[OrderFailure]]:
+        """The wanted orders found by listing `/orders/get` from `since` on (the sync's own
+        lister, updated_at order, 100 a page). Listing stops once every id is found, or once
+        it has cost as many calls as reading the ids still missing one by one would."""
+        missing = set(wanted)
+        found: dict[str, Row] = {}
+        failures: list[OrderFailure] = []
+        until = datetime.now(UTC) + _SECOND
+        if since >= until:
+            return found, failures
+        pages = 0
+        lister = _OrderLister(self, since, until).pages()
+        try:
+            async with contextlib.aclosing(lister) as listed_pages:
+                async for listed in listed_pages:
+                    pages += 1
+                    for row in listed.orders:
+                        order_id = str(row.get("order_id"))
+                        if order_id in missing:
+                            found[order_id] = row
+                            missing.discard(order_id)
+                    for failure in listed.failures:
+                        if failure.external_order_id in missing:
+                            failures.append(failure)
+                            missing.discard(failure.external_order_id)
+                    if not missing or pages >= len(missing):
+                        break
+        except PermanentError:
+            pass  # a window that cannot be paged: the ids left are read one by one
+        return found, failures
+
+    async def fetch_orders_by_ids(
+        self, external_order_ids: Sequence[str], hint: ReadHint | None = None
+    ) -> OrdersRead:
+        """As the sync reads: `/orders/get` by update window from `hint.updated_since`, paged
+        until every id is found; then the items of up to 50 orders per `/orders/items/get`;
+        `/order/get` only for an id the window did not return."""
+        ids = list(dict.fromkeys(str(i) for i in external_order_ids))
+        limit = asyncio.Semaphore(self.config.tuning.detail_concurrency)
+        found: dict[str, Row] = {}
+        failures: list[OrderFailure] = []
+        if hint is not None and hint.updated_since is not None and ids:
+            found, failures = await self._scan_window(ids, hint.updated_since)
+        answered = set(found) | {f.external_order_id for f in failures}
+        rest = [i for i in ids if i not in answered]
+        for order_id, row in zip(
+            rest, await asyncio.gather(*(self._get_order(i, limit) for i in rest)), strict=True
+        ):
+            if row is not None:
+                found[order_id] = row
+        rows, refused = await self._items_for(list(found), limit)
+        orders, item_failures = self._normalize(list(found.values()), rows, refused)
+        return OrdersRead(orders=orders, failures=failures + item_failures)
 
     # --- products and stock --------------------------------------------------------------
 
