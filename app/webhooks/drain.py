@@ -93,24 +93,27 @@ def _lease_from_now() -> datetime:
 
 async def drain(wc: WorkerContext, connection_id: uuid.UUID) -> dict[str, int]:
     """Process every event of the connection that is due, pass after pass, until none is;
-    returns how many events ended in each status (`received`: retries still to come)."""
+    returns how many events ended in each status (`received`: backing off for a retry)."""
     totals: Counter[str] = Counter()
+    taken: list[int] = []
     while True:
-        claim = await _claim(wc, connection_id)
+        claim = await _claim(wc, connection_id, taken)
         if claim is None:
             break
+        # Each event is tried once per drain: one that backs off waits for its deferred drain.
+        taken += [row.id for row, _ in claim.events]
         if claim.order_events:
             await _read(wc, claim)
         totals.update(await _write(wc, claim))
     return dict(totals)
 
 
-async def _claim(wc: WorkerContext, connection_id: uuid.UUID) -> _Pass | None:
+async def _claim(wc: WorkerContext, connection_id: uuid.UUID, taken: Sequence[int]) -> _Pass | None:
     while True:
         async with wc.sessionmaker() as session:
             connection = await repository.connection(session, connection_id)
             lease = _lease_from_now()
-            rows = await repository.claim(session, connection_id, CLAIM_LIMIT, lease)
+            rows = await repository.claim(session, connection_id, CLAIM_LIMIT, lease, taken)
             if not rows:
                 return None
             if connection is not None and connection.status != ConnectionStatus.DISCONNECTED:

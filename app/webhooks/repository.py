@@ -114,17 +114,25 @@ class Claimed:
 _CLAIM = text(
     "UPDATE marketplace_webhooks w SET next_attempt_at = :lease "
     "FROM (SELECT id FROM marketplace_webhooks WHERE connection_id = :connection_id "
-    "AND status = 'received' AND next_attempt_at <= now() ORDER BY id LIMIT :limit "
+    "AND status = 'received' AND next_attempt_at <= now() "
+    "AND NOT (id = ANY(CAST(:taken AS bigint[]))) ORDER BY id LIMIT :limit "
     "FOR UPDATE SKIP LOCKED) AS c "
     "WHERE w.id = c.id RETURNING w.id, w.platform_code, w.event_type, w.payload, w.attempts"
 )
 
 
 async def claim(
-    session: AsyncSession, connection_id: uuid.UUID, limit: int, lease: datetime
+    session: AsyncSession,
+    connection_id: uuid.UUID,
+    limit: int,
+    lease: datetime,
+    taken: Sequence[int] = (),
 ) -> list[Claimed]:
+    """Up to `limit` due events, leased until `lease`; `taken` (tried by this drain already)
+    are left to their retry."""
     rows = await session.execute(
-        _CLAIM, {"connection_id": connection_id, "limit": limit, "lease": lease}
+        _CLAIM,
+        {"connection_id": connection_id, "limit": limit, "lease": lease, "taken": list(taken)},
     )
     claimed = [
         Claimed(row.id, row.platform_code, row.event_type, row.payload, row.attempts)
