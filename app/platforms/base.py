@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Protocol, TypeVar
@@ -104,9 +104,12 @@ class OrderPage:
 class ReadHint:
     """What pushes tell about the orders they name. `updated_since`: none of them changed
     before this instant (the oldest push's time minus the sync's overlap), so a platform that
-    lists by update window can read them with its list call instead of one call per order."""
+    lists by update window can read them with its list call instead of one call per order.
+    A client may keep what it listed for its next call (a drain's later passes)."""
 
     updated_since: datetime | None = None
+    # Per order, when the push says it changed: a row listed earlier than that is stale.
+    changed_at: Mapping[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -203,7 +203,10 @@ async def test_a_pass_that_lost_its_lease_records_nothing(
     connection_id = uuid.UUID(connection["id"])
     slow = await drain._claim(worker_context, connection_id, [])
     assert slow is not None
-    await drain._read(worker_context, slow)
+    client = await drain._client(worker_context, connection_id)
+    await drain._read(worker_context, slow, client)
+    assert client is not None
+    await client.aclose()
     await make_due(session_factory)  # its lease ran out while it read; another drain runs
     assert await drain.drain(worker_context, connection_id) == {"processed": 2}
 
@@ -213,12 +216,17 @@ async def test_a_pass_that_lost_its_lease_records_nothing(
     }
 
 
+@pytest.mark.parametrize("claim_limit", [drain.CLAIM_LIMIT, 40])
 async def test_a_lazada_backlog_is_read_by_update_window_and_items_in_bulk(
     api: httpx.AsyncClient,
     sandbox: RunningSandbox,
     session_factory: async_sessionmaker[AsyncSession],
     worker_context: WorkerContext,
+    monkeypatch: pytest.MonkeyPatch,
+    claim_limit: int,
 ) -> None:
+    # With a small claim the drain takes several passes: they share one window listing.
+    monkeypatch.setattr(drain, "CLAIM_LIMIT", claim_limit)
     connection, credentials = await connect_shop(api, sandbox, "lazada", order_count=300)
     changed = await control(
         sandbox, "lazada", "orders/change", {"shopId": credentials["shopId"], "fraction": 0.2}
@@ -242,7 +250,8 @@ async def test_a_lazada_backlog_is_read_by_update_window_and_items_in_bulk(
     made.subtract(before)
     assert made["/order/get"] == 0 and made["/order/items/get"] == 0
     assert made["/orders/get"] == -(-len(order_ids) // 100)
-    assert made["/orders/items/get"] == -(-len(order_ids) // 50)
+    passes = -(-len(events) // claim_limit)
+    assert made["/orders/items/get"] <= -(-len(order_ids) // 50) + passes - 1
     assert await stored_order_ids(session_factory) == set(order_ids)
 
 

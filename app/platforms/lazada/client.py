@@ -259,8 +259,22 @@ class _OrderLister:
                 return
 
 
+@dataclass
+class _WindowScan:
+    """An update-window listing in progress, and every row it listed so far."""
+
+    since: datetime
+    pages: AsyncGenerator[_Listed]
+    rows: dict[str, Row] = field(default_factory=dict)
+    failures: dict[str, OrderFailure] = field(default_factory=dict)
+    done: bool = False
+
+
 class LazadaClient(MarketplaceClient):
     platform: ClassVar[PlatformCode] = PlatformCode.LAZADA
+    _scan: _WindowScan | None = None
+    # Listings replaced by a wider one, closed with the client (never mutated in place).
+    _closing: tuple[AsyncGenerator[_Listed], ...] = ()
 
     orders_page_size: ClassVar[int] = ORDERS_PAGE_SIZE
     items_batch_size: ClassVar[int] = 50  # max ids per `/orders/items/get`: unconfirmed
@@ -437,38 +451,77 @@ class LazadaClient(MarketplaceClient):
         data = payload.get("data")
         return data if isinstance(data, dict) and data else None
 
+    def _window_for(self, since: datetime) -> _WindowScan:
+        """The update-window listing this client holds, continued from where it stopped
+        when it covers `since` (a drain's later passes do not list the same pages again)."""
+        scan = self._scan
+        if scan is None or since < scan.since:
+            until = datetime.now(UTC) + _SECOND
+            scan = _WindowScan(since, _OrderLister(self, since, max(until, since)).pages())
+            if self._scan is not None:
+                self._closing = (*self._closing, self._scan.pages)
+            self._scan = scan
+        return scan
+
     async def _scan_window(
-        self, wanted: Sequence[str], since: datetime
+        self, wanted: Sequence[str], hint: ReadHint
     ) -> tuple[dict[str, Row], list[OrderFailure]]:
-        """The wanted orders found by listing `/orders/get` from `since` on (the sync's own
-        lister, updated_at order, 100 a page). Listing stops once every id is found, or once
+        """The wanted orders found by listing `/orders/get` from `hint.updated_since` on (the
+        sync's own lister, updated_at order, 100 a page), rows listed by an earlier call used
+        when at least as new as the push says. Listing stops once every id is found, or once
         it has cost as many calls as reading the ids still missing one by one would."""
-        missing = set(wanted)
+        assert hint.updated_since is not None
+        scan = self._window_for(hint.updated_since)
         found: dict[str, Row] = {}
         failures: list[OrderFailure] = []
-        until = datetime.now(UTC) + _SECOND
-        if since >= until:
-            return found, failures
+        missing: set[str] = set()
+
+        def take(order_id: str) -> bool:
+            row = scan.rows.get(order_id)
+            if row is None:
+                return False
+            changed = hint.changed_at.get(order_id)
+            try:
+                fresh = changed is None or parse_time(row.get("updated_at")) >= changed
+            except LazadaMappingError:
+                fresh = False
+            if fresh:
+                found[order_id] = row
+            return True  # listed: a stale row is read by id, not searched for again
+
+        for order_id in wanted:
+            if order_id in scan.failures:
+                failures.append(scan.failures[order_id])
+            elif not take(order_id):
+                missing.add(order_id)
         pages = 0
-        lister = _OrderLister(self, since, until).pages()
-        try:
-            async with contextlib.aclosing(lister) as listed_pages:
-                async for listed in listed_pages:
-                    pages += 1
-                    for row in listed.orders:
-                        order_id = str(row.get("order_id"))
-                        if order_id in missing:
-                            found[order_id] = row
-                            missing.discard(order_id)
-                    for failure in listed.failures:
-                        if failure.external_order_id in missing:
-                            failures.append(failure)
-                            missing.discard(failure.external_order_id)
-                    if not missing or pages >= len(missing):
-                        break
-        except PermanentError:
-            pass  # a window that cannot be paged: the ids left are read one by one
+        while missing and not scan.done and pages < len(missing):
+            try:
+                listed = await anext(scan.pages)
+            except (StopAsyncIteration, PermanentError):
+                # The end of the window, or one that cannot be paged: the rest by id.
+                scan.done = True
+                break
+            pages += 1
+            for row in listed.orders:
+                order_id = str(row.get("order_id"))
+                scan.rows[order_id] = row
+                if order_id in missing and take(order_id):
+                    missing.discard(order_id)
+            for failure in listed.failures:
+                scan.failures[failure.external_order_id] = failure
+                if failure.external_order_id in missing:
+                    failures.append(failure)
+                    missing.discard(failure.external_order_id)
         return found, failures
+
+    async def aclose(self) -> None:
+        pending = [*self._closing, *([self._scan.pages] if self._scan else [])]
+        self._scan, self._closing = None, ()
+        for pages in pending:
+            with contextlib.suppress(Exception):
+                await pages.aclose()
+        await super().aclose()
 
     async def fetch_orders_by_ids(
         self, external_order_ids: Sequence[str], hint: ReadHint | None = None
@@ -481,7 +534,7 @@ class LazadaClient(MarketplaceClient):
         found: dict[str, Row] = {}
         failures: list[OrderFailure] = []
         if hint is not None and hint.updated_since is not None and ids:
-            found, failures = await self._scan_window(ids, hint.updated_since)
+            found, failures = await self._scan_window(ids, hint)
         answered = set(found) | {f.external_order_id for f in failures}
         rest = [i for i in ids if i not in answered]
         for order_id, row in zip(
