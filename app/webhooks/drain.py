@@ -48,9 +48,12 @@ from app.worker_context import WorkerContext
 
 logger = logging.getLogger("app.webhooks")
 
-# Events taken per pass. Lazada pushes once per order line (about 3 events an order in the
-# sandbox), and the window read costs the same per pass whatever it holds: take many.
-CLAIM_LIMIT = 2000
+# Events taken per pass; the next pass is claimed and read while this one is written, so
+# smaller passes overlap more. Lazada pushes once per order line (about 3 events an order)
+# and fills its 50-order item calls only with large passes; Meta has one event per order and
+# its passes share one listing; Shopee reads 50 orders a call whatever the pass.
+CLAIM_LIMITS = {PlatformCode.SHOPEE: 500, PlatformCode.LAZADA: 1000, PlatformCode.FACEBOOK: 200}
+CLAIM_LIMIT = 500  # any other platform
 # A claim is renewed while its reads run; a dead worker's claim is free again this long after
 # its last renewal (and the sweep, every 10 s, queues a drain for it).
 LEASE_SECONDS = 30.0
@@ -99,6 +102,8 @@ async def drain(wc: WorkerContext, connection_id: uuid.UUID) -> dict[str, int]:
     taken: list[int] = []
     # One client for the run: a platform's client may keep what it listed for later passes.
     client: MarketplaceClient | None = None
+    # As the sync does, the next pass is claimed and read while the last one is written.
+    writing: asyncio.Task[Counter[str]] | None = None
     try:
         while True:
             claim = await _claim(wc, connection_id, taken)
@@ -109,8 +114,17 @@ async def drain(wc: WorkerContext, connection_id: uuid.UUID) -> dict[str, int]:
             if claim.order_events:
                 client = client or await _client(wc, connection_id)
                 await _read(wc, claim, client)
-            totals.update(await _write(wc, claim))
+            if writing is not None:
+                totals.update(await writing)
+            writing = asyncio.create_task(_write(wc, claim))
+        if writing is not None:
+            totals.update(await writing)
+            writing = None
     finally:
+        if writing is not None:
+            writing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writing
         if client is not None:
             await client.aclose()
     return dict(totals)
@@ -127,7 +141,10 @@ async def _claim(wc: WorkerContext, connection_id: uuid.UUID, taken: Sequence[in
         async with wc.sessionmaker() as session:
             connection = await repository.connection(session, connection_id)
             lease = _lease_from_now()
-            rows = await repository.claim(session, connection_id, CLAIM_LIMIT, lease, taken)
+            limit = CLAIM_LIMIT
+            if connection is not None:
+                limit = CLAIM_LIMITS.get(PlatformCode(connection.platform_code), CLAIM_LIMIT)
+            rows = await repository.claim(session, connection_id, limit, lease, taken)
             if not rows:
                 return None
             if connection is not None and connection.status != ConnectionStatus.DISCONNECTED:

@@ -16,6 +16,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.models import MarketplaceOrder, MarketplaceWebhook
+from app.platforms.types import PlatformCode
 from app.webhooks import drain, repository, service
 from app.worker_context import WorkerContext
 from tests.conftest import RunningSandbox, auth_headers
@@ -216,7 +217,7 @@ async def test_a_pass_that_lost_its_lease_records_nothing(
     }
 
 
-@pytest.mark.parametrize("claim_limit", [drain.CLAIM_LIMIT, 40])
+@pytest.mark.parametrize("claim_limit", [drain.CLAIM_LIMITS[PlatformCode.LAZADA], 40])
 async def test_a_lazada_backlog_is_read_by_update_window_and_items_in_bulk(
     api: httpx.AsyncClient,
     sandbox: RunningSandbox,
@@ -226,7 +227,7 @@ async def test_a_lazada_backlog_is_read_by_update_window_and_items_in_bulk(
     claim_limit: int,
 ) -> None:
     # With a small claim the drain takes several passes: they share one window listing.
-    monkeypatch.setattr(drain, "CLAIM_LIMIT", claim_limit)
+    monkeypatch.setitem(drain.CLAIM_LIMITS, PlatformCode.LAZADA, claim_limit)
     connection, credentials = await connect_shop(api, sandbox, "lazada", order_count=300)
     changed = await control(
         sandbox, "lazada", "orders/change", {"shopId": credentials["shopId"], "fraction": 0.2}
