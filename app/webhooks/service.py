@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import re
 import uuid
@@ -281,6 +282,9 @@ class Receiver:
                 )
                 await session.commit()
             except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+                # Raised by the raw lookup, not wrapped by SQLAlchemy: drop the connection.
+                with contextlib.suppress(Exception):
+                    await (await session.connection()).invalidate(exc)
                 raise DatabaseUnavailable() from exc
             except DBAPIError as exc:
                 if is_database_unavailable(exc):
