@@ -360,7 +360,8 @@ async def _effect(
     session: AsyncSession, claim: _Pass, row: Claimed, event: WebhookEvent
 ) -> tuple[WebhookStatus, str | None]:
     connection = await session.get(MarketplaceConnection, claim.connection_id)
-    assert connection is not None  # locked events of a removed connection are SET NULL
+    if connection is None:  # removed since the claim
+        return WebhookStatus.IGNORED, "The connection was removed"
     if event.kind is EventKind.AUTHORIZATION:
         if event.connection_status is not None:
             status = ConnectionStatus(event.connection_status)

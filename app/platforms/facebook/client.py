@@ -9,14 +9,12 @@ acknowledges or changes an order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import httpx
 
@@ -29,6 +27,7 @@ from app.platforms.base import (
     ReadHint,
     StockResult,
     TokenStore,
+    WindowListing,
 )
 from app.platforms.errors import (
     AuthError,
@@ -91,25 +90,8 @@ class OrderUnreadable(PermanentError):
     """Meta returned the order, but it cannot be normalized."""
 
 
-@dataclass
-class _WindowScan:
-    """An update-window listing in progress, every row it listed so far, and the window's
-    cancelled and refunded ids once asked for."""
-
-    since: datetime
-    cms: str
-    window: dict[str, int]
-    pages: AsyncGenerator[tuple[list[dict[str, Any]], bool]]
-    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
-    flags: tuple[set[str], set[str]] | None = None
-    done: bool = False
-
-
 class FacebookClient(MarketplaceClient):
     platform: ClassVar[PlatformCode] = PlatformCode.FACEBOOK
-    _scan: _WindowScan | None = None
-    # Listings replaced by a wider one, closed with the client (never mutated in place).
-    _closing: tuple[AsyncGenerator[tuple[list[dict[str, Any]], bool]], ...] = ()
 
     # Graph's usual maximum page size; Meta documents none for commerce_orders (unconfirmed).
     page_size: ClassVar[int] = 100
@@ -400,82 +382,51 @@ class FacebookClient(MarketplaceClient):
                 orders.append(result)
         return orders
 
-    async def _window_for(self, since: datetime) -> _WindowScan:
-        """The update-window listing this client holds, continued from where it stopped
-        when it covers `since` (a drain's later passes do not list the same pages again)."""
-        scan = self._scan
-        if scan is None or since < scan.since:
-            cms = await self.commerce_account_id()
-            window = self._window(since, max(datetime.now(UTC), since))
-            params = {
-                **window,
-                "state": ",".join(ALL_STATES),
-                "fields": ORDER_FIELDS,
-                "limit": self.page_size,
-            }
-            scan = _WindowScan(since, cms, window, self._pages(f"{cms}/commerce_orders", params))
-            if self._scan is not None:
-                self._closing = (*self._closing, self._scan.pages)
-            self._scan = scan
-        return scan
+    async def _open_listing(self, since: datetime) -> WindowListing[dict[str, Any]]:
+        """`commerce_orders` from `since` to now, all states and full fields, as the sync
+        lists them."""
+        cms = await self.commerce_account_id()
+        window = self._window(since, max(datetime.now(UTC), since))
+        params = {
+            **window,
+            "state": ",".join(ALL_STATES),
+            "fields": ORDER_FIELDS,
+            "limit": self.page_size,
+        }
 
-    async def _scan_window(
-        self, wanted: Sequence[str], hint: ReadHint
-    ) -> tuple[_WindowScan, dict[str, dict[str, Any]]]:
-        """The wanted orders found in `commerce_orders` over the update window (all states,
-        full fields, as the sync lists), rows listed by an earlier call used when at least as
-        new as the push says. Listing stops once every id is found, or once it has cost as
-        many calls as reading the ids still missing one by one would."""
-        assert hint.updated_since is not None
-        scan = await self._window_for(hint.updated_since)
-        found: dict[str, dict[str, Any]] = {}
-        missing: set[str] = set()
-
-        def take(order_id: str) -> bool:
-            raw = scan.rows.get(order_id)
-            if raw is None:
-                return False
-            changed = hint.changed_at.get(order_id)
+        async def pages() -> AsyncGenerator[list[dict[str, Any]]]:
+            listing = self._pages(f"{cms}/commerce_orders", params)
             try:
-                fresh = changed is None or graph_time(raw.get("last_updated")) >= changed
-            except OrderMappingError:
-                fresh = False
-            if fresh:
-                found[order_id] = raw
-            return True  # listed: a stale row is read by id, not searched for again
+                async for data, _ in listing:
+                    yield data
+            finally:
+                await listing.aclose()
 
-        missing = {order_id for order_id in wanted if not take(order_id)}
-        pages = 0
-        while missing and not scan.done and pages < len(missing):
+        def updated_at(raw: dict[str, Any]) -> datetime:
             try:
-                data, last = await anext(scan.pages)
-            except StopAsyncIteration:
-                scan.done = True
-                break
-            pages += 1
-            scan.done = last
-            for raw in data:
-                order_id = str(raw.get("id"))
-                scan.rows[order_id] = raw
-                if order_id in missing and take(order_id):
-                    missing.discard(order_id)
-        return scan, found
+                return graph_time(raw.get("last_updated"))
+            except OrderMappingError as exc:
+                raise ValueError(str(exc)) from exc
 
-    async def _flags(self, scan: _WindowScan) -> tuple[set[str], set[str]]:
+        return WindowListing(
+            since,
+            pages(),
+            order_id=lambda raw: str(raw.get("id")),
+            updated_at=updated_at,
+            context={"cms": cms, "window": window},
+        )
+
+    async def _flags(self, listing: WindowListing[dict[str, Any]]) -> tuple[set[str], set[str]]:
         """The window's cancelled and refunded ids, listed once per window."""
-        if scan.flags is None:
-            cancelled = await self._ids_with(scan.cms, scan.window, "NO_SHIPMENTS")
-            refunded = await self._ids_with(scan.cms, scan.window, "HAS_REFUNDS")
-            scan.flags = (cancelled, refunded)
-        return scan.flags
-
-    async def aclose(self) -> None:
-        pending = [*self._closing, *([self._scan.pages] if self._scan else [])]
-        self._scan, self._closing = None, ()
-        for pages in pending:
-            with contextlib.suppress(Exception):
-                await pages.aclose()
-        await super().aclose()
+        flags = listing.context.get("flags")
+        if flags is None:
+            cms = str(listing.context["cms"])
+            window = cast(dict[str, int], listing.context["window"])
+            flags = listing.context["flags"] = (
+                await self._ids_with(cms, window, "NO_SHIPMENTS"),
+                await self._ids_with(cms, window, "HAS_REFUNDS"),
+            )
+        return cast(tuple[set[str], set[str]], flags)
 
     async def fetch_orders_by_ids(
         self, external_order_ids: Sequence[str], hint: ReadHint | None = None
@@ -488,12 +439,13 @@ class FacebookClient(MarketplaceClient):
         read = OrdersRead()
         found: dict[str, dict[str, Any]] = {}
         if hint is not None and hint.updated_since is not None and ids:
-            scan, found = await self._scan_window(ids, hint)
+            listing = await self._window_listing(hint.updated_since, self._open_listing)
+            found = await listing.find(ids, hint.changed_at)
             raws, read.failures = await self._with_items(list(found.values()))
             cancelled: set[str] = set()
             refunded: set[str] = set()
             if any(order_state(raw).upper() == "COMPLETED" for raw in raws):
-                cancelled, refunded = await self._flags(scan)
+                cancelled, refunded = await self._flags(listing)
             read.orders, mapping_failures = self._map(raws, cancelled, refunded)
             read.failures += mapping_failures
         rest = [i for i in ids if i not in found]

@@ -9,12 +9,11 @@ without a code change: `items_batch_size` (ids per `/orders/items/get`), `produc
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 from xml.sax.saxutils import escape
 
 from app.platforms.base import (
@@ -24,6 +23,7 @@ from app.platforms.base import (
     OrdersRead,
     ReadHint,
     StockResult,
+    WindowListing,
 )
 from app.platforms.errors import (
     AuthError,
@@ -259,22 +259,8 @@ class _OrderLister:
                 return
 
 
-@dataclass
-class _WindowScan:
-    """An update-window listing in progress, and every row it listed so far."""
-
-    since: datetime
-    pages: AsyncGenerator[_Listed]
-    rows: dict[str, Row] = field(default_factory=dict)
-    failures: dict[str, OrderFailure] = field(default_factory=dict)
-    done: bool = False
-
-
 class LazadaClient(MarketplaceClient):
     platform: ClassVar[PlatformCode] = PlatformCode.LAZADA
-    _scan: _WindowScan | None = None
-    # Listings replaced by a wider one, closed with the client (never mutated in place).
-    _closing: tuple[AsyncGenerator[_Listed], ...] = ()
 
     orders_page_size: ClassVar[int] = ORDERS_PAGE_SIZE
     items_batch_size: ClassVar[int] = 50  # max ids per `/orders/items/get`: unconfirmed
@@ -451,77 +437,48 @@ class LazadaClient(MarketplaceClient):
         data = payload.get("data")
         return data if isinstance(data, dict) and data else None
 
-    def _window_for(self, since: datetime) -> _WindowScan:
-        """The update-window listing this client holds, continued from where it stopped
-        when it covers `since` (a drain's later passes do not list the same pages again)."""
-        scan = self._scan
-        if scan is None or since < scan.since:
-            until = datetime.now(UTC) + _SECOND
-            scan = _WindowScan(since, _OrderLister(self, since, max(until, since)).pages())
-            if self._scan is not None:
-                self._closing = (*self._closing, self._scan.pages)
-            self._scan = scan
-        return scan
+    async def _open_listing(self, since: datetime) -> WindowListing[Row]:
+        """`/orders/get` from `since` to now in updated_at order (the sync's own lister);
+        rows it could not read are kept as failures, and a window that cannot be paged ends
+        the listing (what is left is read by id)."""
+        failures: dict[str, OrderFailure] = {}
+        until = max(datetime.now(UTC) + _SECOND, since + _SECOND)
+
+        async def pages() -> AsyncGenerator[list[Row]]:
+            lister = _OrderLister(self, since, until).pages()
+            try:
+                async for listed in lister:
+                    failures.update({f.external_order_id: f for f in listed.failures})
+                    yield listed.orders
+            except PermanentError:
+                return
+            finally:
+                await lister.aclose()
+
+        def updated_at(row: Row) -> datetime:
+            try:
+                return parse_time(row.get("updated_at"))
+            except LazadaMappingError as exc:
+                raise ValueError(str(exc)) from exc
+
+        return WindowListing(
+            since,
+            pages(),
+            order_id=lambda row: str(row.get("order_id")),
+            updated_at=updated_at,
+            context={"failures": failures},
+        )
 
     async def _scan_window(
         self, wanted: Sequence[str], hint: ReadHint
     ) -> tuple[dict[str, Row], list[OrderFailure]]:
-        """The wanted orders found by listing `/orders/get` from `hint.updated_since` on (the
-        sync's own lister, updated_at order, 100 a page), rows listed by an earlier call used
-        when at least as new as the push says. Listing stops once every id is found, or once
-        it has cost as many calls as reading the ids still missing one by one would."""
+        """The wanted orders found in the update window from `hint.updated_since` (100 a
+        page), and those listed but unreadable."""
         assert hint.updated_since is not None
-        scan = self._window_for(hint.updated_since)
-        found: dict[str, Row] = {}
-        failures: list[OrderFailure] = []
-        missing: set[str] = set()
-
-        def take(order_id: str) -> bool:
-            row = scan.rows.get(order_id)
-            if row is None:
-                return False
-            changed = hint.changed_at.get(order_id)
-            try:
-                fresh = changed is None or parse_time(row.get("updated_at")) >= changed
-            except LazadaMappingError:
-                fresh = False
-            if fresh:
-                found[order_id] = row
-            return True  # listed: a stale row is read by id, not searched for again
-
-        for order_id in wanted:
-            if order_id in scan.failures:
-                failures.append(scan.failures[order_id])
-            elif not take(order_id):
-                missing.add(order_id)
-        pages = 0
-        while missing and not scan.done and pages < len(missing):
-            try:
-                listed = await anext(scan.pages)
-            except (StopAsyncIteration, PermanentError):
-                # The end of the window, or one that cannot be paged: the rest by id.
-                scan.done = True
-                break
-            pages += 1
-            for row in listed.orders:
-                order_id = str(row.get("order_id"))
-                scan.rows[order_id] = row
-                if order_id in missing and take(order_id):
-                    missing.discard(order_id)
-            for failure in listed.failures:
-                scan.failures[failure.external_order_id] = failure
-                if failure.external_order_id in missing:
-                    failures.append(failure)
-                    missing.discard(failure.external_order_id)
-        return found, failures
-
-    async def aclose(self) -> None:
-        pending = [*self._closing, *([self._scan.pages] if self._scan else [])]
-        self._scan, self._closing = None, ()
-        for pages in pending:
-            with contextlib.suppress(Exception):
-                await pages.aclose()
-        await super().aclose()
+        listing = await self._window_listing(hint.updated_since, self._open_listing)
+        found = await listing.find(wanted, hint.changed_at)
+        failures = cast(dict[str, OrderFailure], listing.context["failures"])
+        return found, [failures[i] for i in wanted if i in failures and i not in found]
 
     async def fetch_orders_by_ids(
         self, external_order_ids: Sequence[str], hint: ReadHint | None = None
