@@ -11,7 +11,8 @@ platform: a full sync of a seeded shop (the sync engine, in this process) gives 
 which a sync stores orders; a share of the shop's orders changes and the sandbox pushes them to
 the API while no worker runs (Lazada one push per order line, Meta one delivery holding every
 change); then a worker starts and the time until every event is processed gives the drain rate
-(pushed orders stored per second). PostgreSQL: BENCH_DATABASE_URL (default
+(pushed orders stored per second). `--latency 0.1` makes the sandbox answer each call after
+0.1 s, as a marketplace would. PostgreSQL: BENCH_DATABASE_URL (default
 `omni_bench_webhooks` on the local server, rebuilt by the migrations); Redis: BENCH_REDIS_URL
 (default db 15 on the local server, flushed).
 """
@@ -385,6 +386,8 @@ async def platform_run(
     shop_id: int,
 ) -> float:
     credentials = await create_shop(root, platform, shop_id, args.orders)
+    if args.latency:
+        await sandbox_call(root, platform, "faults", {"latency_seconds": args.latency})
     connection_id = await create_connection(settings, platform, credentials)
     stored, sync_seconds, sync_calls = await full_sync(settings, connection_id)
     sync_rate = stored / sync_seconds
@@ -493,6 +496,9 @@ if __name__ == "__main__":
     parser.add_argument("--pushed", type=int, default=500, help="orders changed and pushed")
     parser.add_argument("--duration", type=float, default=3, help="seconds of ingest load")
     parser.add_argument("--senders", type=int, default=16)
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds the sandbox takes to answer a call"
+    )
     parser.add_argument("--platforms", nargs="+", default=list(PLATFORMS), choices=PLATFORMS)
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS))
