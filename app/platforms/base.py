@@ -224,9 +224,10 @@ class MarketplaceClient(ABC):
     async def _window_listing(
         self, since: datetime, open_listing: Callable[[datetime], Awaitable[WindowListing[R]]]
     ) -> WindowListing[R]:
-        """The listing this client holds when it covers `since`, else a new one."""
+        """The listing this client holds when it covers `since` and has not reached its end
+        (it lists up to when it was opened: later changes need a new one), else a new one."""
         listing = self._listing
-        if listing is None or since < listing.since:
+        if listing is None or since < listing.since or listing.done:
             if listing is not None:
                 self._replaced = (*self._replaced, listing)
             listing = self._listing = await open_listing(since)
