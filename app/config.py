@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     meta_webhook_verify_token: SecretStr | None = Field(
         None, validation_alias="META_WEBHOOK_VERIFY_TOKEN"
     )
+    # --- webhooks: a signed push whose own timestamp is older than this is refused (401);
+    # platforms retry for hours (Lazada 12 x 30 min), so this only stops replays.
+    webhook_max_age_hours: float = Field(72, validation_alias="WEBHOOK_MAX_AGE_HOURS", gt=0)
     # Buyer fields of orders older than this are erased by a daily job (unset: kept).
     buyer_data_retention_days: int | None = Field(
         None, validation_alias="BUYER_DATA_RETENTION_DAYS", ge=1

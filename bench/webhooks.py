@@ -1,23 +1,26 @@
-"""Webhook intake: signed Shopee pushes from concurrent senders against one API process, beside
-a bare Starlette + asyncpg handler doing the same verify-and-insert-if-new (the floor).
-Figures are printed, none asserted.
+"""Webhooks at a campaign peak: the ingest answer time, and per platform how fast a backlog of
+pushes drains compared with a full sync of the same shop, under the default per-shop limit of
+10 calls/s. Figures are printed, none asserted.
 
-    python bench/webhooks.py                    # 16 senders, 30 s per server
-    python bench/webhooks.py --duration 10 --senders 16
+    python bench/webhooks.py                    # quick: 1,000 orders a shop, 500 pushed, 3 s load
+    python bench/webhooks.py --orders 4000 --pushed 2000 --duration 10
 
-Each server is one uvicorn process on a loopback port. The senders are raw keep-alive HTTP/1.1
-connections (an HTTP client library would cost more CPU than the servers under test). After
-the API run an `omni-sales worker` drains the queue against a sandbox Shopee shop, and the
-events stored and processed are compared with those sent. PostgreSQL: BENCH_DATABASE_URL
-(default `omni_bench_webhooks` on the local server, rebuilt by the migrations); Redis:
-BENCH_REDIS_URL (default db 15 on the local server, flushed).
+One sandbox process (the three marketplaces) and one API process (uvicorn) on loopback ports.
+Ingest: 16 raw keep-alive HTTP/1.1 senders post signed Shopee pushes (p50/p99 answer). Then per
+platform: a full sync of a seeded shop (the sync engine, in this process) gives the rate at
+which a sync stores orders; a share of the shop's orders changes and the sandbox pushes them to
+the API while no worker runs (Lazada one push per order line, Meta one delivery holding every
+change); then a worker starts and the time until every event is processed gives the drain rate
+(pushed orders stored per second). `--latency 0.1` makes the sandbox answer each call after
+0.1 s, as a marketplace would. PostgreSQL: BENCH_DATABASE_URL (default
+`omni_bench_webhooks` on the local server, rebuilt by the migrations); Redis: BENCH_REDIS_URL
+(default db 15 on the local server, flushed).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -28,26 +31,27 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import httpx  # noqa: E402
+from pydantic import SecretStr  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
+from app.config import Settings  # noqa: E402
 from app.crypto import CredentialCipher  # noqa: E402
+from app.sandbox.app import base_urls  # noqa: E402
 
 DEFAULT_DB = "postgresql+asyncpg://root@127.0.0.1:5432/omni_bench_webhooks"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/15"
 JWT_KEY = "bench-key-" + "x" * 33
 PUSH_PATH = "/api/webhooks/marketplace"
-SHOP_ID = 771_000_001
-PARTNER_ID = 2_771_001
-PARTNER_KEY = "bench-partner-key-" + "k" * 46
-ORDERS = 2_000
+PLATFORMS = ("shopee", "lazada", "facebook")
 
 
 def free_port() -> int:
@@ -57,7 +61,7 @@ def free_port() -> int:
         return port
 
 
-def wait_for_port(port: int, timeout: float = 20) -> None:
+def wait_for_port(port: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as sock:
@@ -80,95 +84,6 @@ def stop(process: subprocess.Popen[Any]) -> None:
         process.wait()
 
 
-# --- child processes ------------------------------------------------------------------------
-
-
-def serve_sandbox(port: int) -> None:
-    """The Shopee sandbox with one seeded shop; prints its credentials and order ids."""
-    import uvicorn
-
-    from app.sandbox import shopee
-
-    state = shopee.ShopeeSandbox()
-    credentials = state.add_shop(
-        shop_id=SHOP_ID,
-        seed="bench-webhooks",
-        order_count=ORDERS,
-        days=30,
-        partner_id=PARTNER_ID,
-        partner_key=PARTNER_KEY,
-    )
-    shop = state.shops[SHOP_ID]
-    credentials["orderIds"] = [shop.order_sn(i) for i in range(ORDERS)]  # type: ignore[assignment]
-    print(json.dumps(credentials), flush=True)
-    uvicorn.run(
-        shopee.create_app(state), host="127.0.0.1", port=port, log_level="warning", access_log=False
-    )
-
-
-def floor_app(database_url: str, partner_key: str) -> Any:
-    """The least a correct receiver does: raw body, JSON, the owner's row, HMAC, insert-if-new."""
-    import asyncpg  # type: ignore[import-untyped]
-    import orjson
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import Response
-    from starlette.routing import Route
-
-    pool: Any = None
-    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        nonlocal pool
-        pool = await asyncpg.create_pool(dsn, min_size=10, max_size=10)
-        yield
-        await pool.close()
-
-    async def receive(request: Request) -> Response:
-        body = await request.body()
-        document = orjson.loads(body)
-        shop_id = str(document["shop_id"])
-        async with pool.acquire() as conn:
-            owner = await conn.fetchrow(
-                "SELECT id, user_id FROM marketplace_connections "
-                "WHERE platform_code = 'shopee' AND shop_id = $1",
-                shop_id,
-            )
-            url = f"http://{request.headers['host']}{request.url.path}".encode()
-            expected = hmac.new(partner_key.encode(), url + b"|" + body, hashlib.sha256)
-            if owner is None or not hmac.compare_digest(
-                expected.hexdigest().encode(), request.headers.get("authorization", "").encode()
-            ):
-                return Response(status_code=401)
-            data = document["data"]
-            await conn.execute(
-                "INSERT INTO marketplace_webhooks (platform_code, user_id, connection_id, "
-                "event_type, dedupe_key, payload, status) "
-                "VALUES ('shopee', $1, $2, 'order_status', $3, $4::jsonb, 'ignored') "
-                "ON CONFLICT (connection_id, dedupe_key) DO NOTHING",
-                owner["user_id"],
-                owner["id"],
-                f"floor:{data['ordersn']}:{data['status']}:{data['update_time']}",
-                body.decode(),
-            )
-        return Response(status_code=200)
-
-    return Starlette(routes=[Route(PUSH_PATH, receive, methods=["POST"])], lifespan=lifespan)
-
-
-def serve_floor(port: int, database_url: str) -> None:
-    import uvicorn
-
-    uvicorn.run(
-        floor_app(database_url, PARTNER_KEY),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-    )
-
-
 # --- set-up ---------------------------------------------------------------------------------
 
 
@@ -189,28 +104,6 @@ async def prepare_database(url: str) -> None:
     await engine.dispose()
 
 
-async def create_connection(url: str, fernet_key: str, credentials: dict[str, Any]) -> None:
-    from app.models import MarketplaceConnection
-
-    cipher = CredentialCipher([fernet_key])
-    engine = create_async_engine(url)
-    async with engine.begin() as conn:
-        await conn.execute(
-            MarketplaceConnection.__table__.insert().values(
-                id=uuid.uuid4(),
-                user_id="bench",
-                platform_code="shopee",
-                shop_id=credentials["shopId"],
-                shop_name="bench",
-                api_key_encrypted=cipher.encrypt(credentials["apiKey"]),
-                api_secret_encrypted=cipher.encrypt(credentials["apiSecret"]),
-                access_token_encrypted=cipher.encrypt(credentials["accessToken"]),
-                refresh_token_encrypted=cipher.encrypt(credentials["refreshToken"]),
-            )
-        )
-    await engine.dispose()
-
-
 async def flush_redis(url: str) -> None:
     from redis.asyncio import Redis
 
@@ -219,26 +112,79 @@ async def flush_redis(url: str) -> None:
     await client.aclose()
 
 
-async def count_events(url: str, prefix: str) -> dict[str, int]:
-    engine = create_async_engine(url)
+def settings_for(args: argparse.Namespace, fernet_key: str, sandbox_root: str) -> Settings:
+    # The default client tuning: 10 calls/s per shop, 4 concurrent detail batches.
+    return Settings(
+        DATABASE_URL=args.database_url,
+        REDIS_URL=args.redis_url,
+        AUTH_JWT_SECRET=SecretStr(JWT_KEY),
+        CREDENTIALS_ENCRYPTION_KEYS=[SecretStr(fernet_key)],
+        SYNC_BACKFILL_DAYS=400,
+        **base_urls(sandbox_root),
+    )
+
+
+async def sandbox_call(root: str, platform: str, path: str, body: dict[str, Any]) -> Any:
+    async with httpx.AsyncClient(base_url=root, timeout=120) as client:
+        response = await client.post(f"/{platform}/_sandbox/{path}", json=body)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+
+async def create_shop(root: str, platform: str, shop_id: int, orders: int) -> dict[str, Any]:
+    body = {"shopId": str(shop_id), "seed": f"bench-{platform}", "orderCount": orders, "days": 30}
+    credentials: dict[str, Any] = await sandbox_call(root, platform, "shops", body)
+    return credentials
+
+
+async def create_connection(
+    settings: Settings, platform: str, credentials: dict[str, Any]
+) -> uuid.UUID:
+    from app.models import MarketplaceConnection
+
+    cipher = CredentialCipher([k.get_secret_value() for k in settings.credentials_encryption_keys])
+    engine = create_async_engine(str(settings.database_url))
+    connection_id = uuid.uuid4()
+    refresh = credentials.get("refreshToken")
+    async with engine.begin() as conn:
+        await conn.execute(
+            MarketplaceConnection.__table__.insert().values(
+                id=connection_id,
+                user_id="bench",
+                platform_code=platform,
+                shop_id=str(credentials["shopId"]),
+                shop_name="bench",
+                api_key_encrypted=cipher.encrypt(credentials["apiKey"]),
+                api_secret_encrypted=cipher.encrypt(credentials["apiSecret"]),
+                access_token_encrypted=cipher.encrypt(credentials["accessToken"]),
+                refresh_token_encrypted=cipher.encrypt(refresh) if refresh else None,
+            )
+        )
+    await engine.dispose()
+    return connection_id
+
+
+async def event_counts(settings: Settings, connection_id: uuid.UUID) -> dict[str, int]:
+    engine = create_async_engine(str(settings.database_url))
     async with engine.connect() as conn:
         rows = await conn.execute(
             text(
                 "SELECT status, count(*) FROM marketplace_webhooks "
-                "WHERE dedupe_key LIKE :prefix GROUP BY status"
+                "WHERE connection_id = :c GROUP BY status"
             ),
-            {"prefix": prefix + "%"},
+            {"c": connection_id},
         )
         counts = {str(status): int(n) for status, n in rows}
     await engine.dispose()
     return counts
 
 
-# --- senders --------------------------------------------------------------------------------
+# --- ingest ---------------------------------------------------------------------------------
 
 
 class Sequence:
-    def __init__(self, order_ids: list[str]) -> None:
+    def __init__(self, shop_id: int, order_ids: list[str]) -> None:
+        self.shop_id = shop_id
         self.order_ids = order_ids
         self.next = 0
 
@@ -253,7 +199,7 @@ class Sequence:
                 "completed_scenario": "",
                 "update_time": 1_700_000_000 + self.next,  # each push a new event
             },
-            "shop_id": SHOP_ID,
+            "shop_id": self.shop_id,
             "code": 3,
             "timestamp": int(time.time()),
         }
@@ -261,7 +207,12 @@ class Sequence:
 
 
 async def sender(
-    port: int, sequence: Sequence, until: float, latencies: list[float], statuses: dict[int, int]
+    port: int,
+    partner_key: str,
+    sequence: Sequence,
+    until: float,
+    latencies: list[float],
+    statuses: dict[int, int],
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     host = f"127.0.0.1:{port}"
@@ -269,7 +220,7 @@ async def sender(
     try:
         while time.monotonic() < until:
             body = sequence.body()
-            signature = hmac.new(PARTNER_KEY.encode(), url + b"|" + body, hashlib.sha256)
+            signature = hmac.new(partner_key.encode(), url + b"|" + body, hashlib.sha256)
             head = (
                 f"POST {PUSH_PATH} HTTP/1.1\r\nHost: {host}\r\n"
                 f"Content-Type: application/json\r\nAuthorization: {signature.hexdigest()}\r\n"
@@ -292,14 +243,19 @@ async def sender(
         writer.close()
 
 
-async def load(port: int, order_ids: list[str], senders: int, duration: float) -> dict[str, Any]:
-    sequence = Sequence(order_ids)
+async def load(
+    port: int, credentials: dict[str, Any], senders: int, duration: float
+) -> dict[str, Any]:
+    sequence = Sequence(int(credentials["shopId"]), [f"2501{n:06d}X" for n in range(5000)])
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     started = time.monotonic()
     until = started + duration
     await asyncio.gather(
-        *(sender(port, sequence, until, latencies, statuses) for _ in range(senders))
+        *(
+            sender(port, credentials["apiSecret"], sequence, until, latencies, statuses)
+            for _ in range(senders)
+        )
     )
     elapsed = time.monotonic() - started
     latencies.sort()
@@ -324,64 +280,164 @@ def report(name: str, result: dict[str, Any]) -> None:
     )
 
 
-async def drain(
-    url: str, env: dict[str, str], limit_seconds: float
-) -> tuple[dict[str, int], float]:
-    """Run one worker until no API event is left `received`; returns counts and seconds."""
-    worker = spawn(
-        [sys.executable, "-m", "app.cli", "worker"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL
+def report_ingest(result: dict[str, Any]) -> None:
+    print(
+        f"ingest   {result['sent']:>6} pushes from 16 senders  accepted/s {result['rate']:>6.0f}  "
+        f"p50 {result['p50']:6.2f} ms  p99 {result['p99']:6.2f} ms  statuses {result['statuses']}"
     )
-    started = time.monotonic()
-    try:
-        while time.monotonic() - started < limit_seconds:
-            counts = await count_events(url, "3:")
-            if counts.get("received", 0) == 0:
-                break
-            await asyncio.sleep(0.5)
-    finally:
-        stop(worker)
-    return await count_events(url, "3:"), time.monotonic() - started
+
+
+# --- sync and drain -------------------------------------------------------------------------
+
+
+async def full_sync(settings: Settings, connection_id: uuid.UUID) -> tuple[int, float, int]:
+    """A full sync of the connection in this process: (orders stored, seconds, calls)."""
+    from app.models import MarketplaceSyncLog
+    from app.sync.engine import run_sync
+    from app.worker_context import WorkerContext
+
+    wc = WorkerContext.create(settings)
+    calls = 0
+
+    async def count(request: httpx.Request) -> None:
+        nonlocal calls
+        calls += 1
+
+    wc.http.event_hooks["request"].append(count)
+    log_id = uuid.uuid4()
+    async with wc.sessionmaker() as session:
+        session.add(
+            MarketplaceSyncLog(
+                id=log_id,
+                connection_id=connection_id,
+                user_id="bench",
+                status="running",
+                details={},
+                checkpoint={},
+            )
+        )
+        await session.commit()
+    started = time.perf_counter()
+    status = await run_sync(wc, log_id)
+    seconds = time.perf_counter() - started
+    async with wc.sessionmaker() as session:
+        log = await session.get(MarketplaceSyncLog, log_id)
+        assert log is not None
+        stored = log.orders_created + log.orders_updated
+    await wc.close()
+    if status != "success":
+        print(f"         (sync ended {status})")
+    return stored, seconds, calls
+
+
+async def run_drain_worker(settings: Settings) -> tuple[float, Counter[str]]:
+    """A worker that starts now, runs the queued drain jobs and stops once the queue is
+    empty (arq burst mode); (seconds from its start-up to its end, calls by path)."""
+    from app.webhooks import tasks
+    from app.worker import create_worker
+
+    calls: Counter[str] = Counter()
+
+    async def count(request: httpx.Request) -> None:
+        parts = request.url.path.strip("/").split("/")[-3:]
+        calls["/".join("{id}" if p.isdigit() else p for p in parts)] += 1
+
+    worker = create_worker(
+        settings, functions=tasks.FUNCTIONS, cron_jobs=[], burst=True, poll_delay=0.05
+    )
+    original = worker.on_startup
+
+    started = 0.0
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        nonlocal started
+        assert original is not None
+        await original(ctx)
+        ctx["app"].http.event_hooks["request"].append(count)
+        # From a started worker on, as the sync's figure leaves out its own start-up.
+        started = time.perf_counter()
+
+    worker.on_startup = startup
+    await worker.async_run()
+    seconds = time.perf_counter() - started
+    await worker.close()
+    return seconds, calls
+
+
+async def push_backlog(
+    root: str, platform: str, credentials: dict[str, Any], api_url: str, share: float
+) -> list[str]:
+    """Change `share` of the shop's orders and have the sandbox push them (no worker runs)."""
+    changed = await sandbox_call(
+        root, platform, "orders/change", {"shopId": str(credentials["shopId"]), "fraction": share}
+    )
+    order_ids = [str(c["orderId"]) for c in changed["changed"]]
+    body = {"shopId": str(credentials["shopId"]), "url": api_url, "orderIds": order_ids}
+    await sandbox_call(root, platform, "webhooks/send", body)
+    return order_ids
+
+
+async def platform_run(
+    args: argparse.Namespace,
+    settings: Settings,
+    root: str,
+    api_url: str,
+    platform: str,
+    shop_id: int,
+) -> float:
+    credentials = await create_shop(root, platform, shop_id, args.orders)
+    if args.latency:
+        await sandbox_call(root, platform, "faults", {"latency_seconds": args.latency})
+    connection_id = await create_connection(settings, platform, credentials)
+    stored, sync_seconds, sync_calls = await full_sync(settings, connection_id)
+    sync_rate = stored / sync_seconds
+    order_ids = await push_backlog(
+        root, platform, credentials, api_url, min(1.0, args.pushed / args.orders)
+    )
+    waiting = (await event_counts(settings, connection_id)).get("received", 0)
+    seconds, by_path = await run_drain_worker(settings)
+    calls = sum(by_path.values())
+    counts = await event_counts(settings, connection_id)
+    drain_rate = len(order_ids) / seconds
+    print(
+        f"{platform:<8} full sync {stored:>5} orders in {sync_seconds:5.1f} s "
+        f"({sync_calls:>3} calls) = {sync_rate:6.1f} orders/s | "
+        f"drain {len(order_ids):>5} orders ({waiting} events) in "
+        f"{seconds:5.1f} s ({calls:>3} calls) = {drain_rate:6.1f} orders/s | "
+        f"ratio {drain_rate / sync_rate:4.2f} (target >= 0.8)"
+    )
+    print(f"         events {counts}; drain calls {dict(by_path)}")
+    return drain_rate / sync_rate
 
 
 async def main(args: argparse.Namespace) -> None:
-    url = args.database_url
     await flush_redis(args.redis_url)
     fernet_key = CredentialCipher.generate_key()
-    sandbox_port, floor_port, api_port = free_port(), free_port(), free_port()
+    sandbox_port, api_port = free_port(), free_port()
+    root = f"http://127.0.0.1:{sandbox_port}"
+    settings = settings_for(args, fernet_key, root)
     sandbox = spawn(
-        [sys.executable, __file__, "--serve-sandbox", str(sandbox_port)],
-        stdout=subprocess.PIPE,
-        text=True,
+        [
+            sys.executable,
+            "-c",
+            "import uvicorn; from app.sandbox.app import SandboxSet, build_app; "
+            f"uvicorn.run(build_app(SandboxSet()), host='127.0.0.1', port={sandbox_port}, "
+            "log_level='warning', access_log=False)",
+        ],
+        cwd=ROOT,
     )
     processes = [sandbox]
     try:
-        assert sandbox.stdout is not None
-        credentials = json.loads(sandbox.stdout.readline())
         wait_for_port(sandbox_port)
-        order_ids = credentials.pop("orderIds")
-        await create_connection(url, fernet_key, credentials)
-        print(f"{args.senders} senders, {args.duration:.0f} s per server, one process each")
-
-        floor = spawn(
-            [sys.executable, __file__, "--serve-floor", str(floor_port), "--database-url", url]
-        )
-        processes.append(floor)
-        wait_for_port(floor_port)
-        floor_result = await load(floor_port, order_ids, args.senders, args.duration)
-        stop(floor)
-        floor_stored = sum((await count_events(url, "floor:")).values())
-        report("floor", floor_result)
-        print(f"       stored {floor_stored} of {floor_result['accepted']} accepted")
-
         env = {
             **os.environ,
-            "DATABASE_URL": url,
+            "DATABASE_URL": args.database_url,
             "REDIS_URL": args.redis_url,
             "AUTH_JWT_SECRET": JWT_KEY,
             "CREDENTIALS_ENCRYPTION_KEYS": fernet_key,
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
-            "SHOPEE_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
             "LOG_LEVEL": "WARNING",
+            **base_urls(root),
         }
         api = spawn(
             [
@@ -389,7 +445,7 @@ async def main(args: argparse.Namespace) -> None:
                 "-m",
                 "uvicorn",
                 "--factory",
-                args.api_factory,
+                "app.main:app_factory",
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -403,21 +459,31 @@ async def main(args: argparse.Namespace) -> None:
         )
         processes.append(api)
         wait_for_port(api_port)
-        api_result = await load(api_port, order_ids, args.senders, args.duration)
-        stop(api)
-        report("api", api_result)
+        api_url = f"http://127.0.0.1:{api_port}{PUSH_PATH}"
+
+        ingest_shop = await create_shop(root, "shopee", 771_000_001, 0)
+        ingest_connection = await create_connection(settings, "shopee", ingest_shop)
+        report_ingest(await load(api_port, ingest_shop, args.senders, args.duration))
+        # The ingest pushes name orders the shop does not have: keep them out of the drains.
+        engine = create_async_engine(args.database_url)
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE marketplace_webhooks SET status = 'ignored' WHERE connection_id = :c"),
+                {"c": ingest_connection},
+            )
+        await engine.dispose()
+        await flush_redis(args.redis_url)
+
         print(
-            f"       {api_result['rate'] / floor_result['rate']:.0%} of the floor's rate "
-            "(goal: at least 50%, p99 under 30 ms)"
+            f"{args.orders} orders a shop, {args.pushed} of them pushed; "
+            f"{settings.clients.calls_per_second:g} calls/s per shop"
         )
-        counts, seconds = await drain(url, env, args.drain_timeout)
-        stored = sum(counts.values())
-        print(
-            f"       sent {api_result['sent']}, accepted {api_result['accepted']}, "
-            f"stored {stored}, processed {counts.get('processed', 0)}, "
-            f"failed {counts.get('failed', 0)}, left {counts.get('received', 0)} "
-            f"(worker drained in {seconds:.1f} s, {stored / seconds:.0f} events/s)"
-        )
+        ratios = []
+        for n, platform in enumerate(args.platforms):
+            ratios.append(
+                await platform_run(args, settings, root, api_url, platform, 772_000_001 + n)
+            )
+        print(f"lowest ratio {min(ratios):.2f} (target >= 0.8 on every platform)")
     finally:
         for process in processes:
             if process.poll() is None:
@@ -426,26 +492,19 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=30, help="seconds per server")
+    parser.add_argument("--orders", type=int, default=1000, help="orders seeded per shop")
+    parser.add_argument("--pushed", type=int, default=500, help="orders changed and pushed")
+    parser.add_argument("--duration", type=float, default=3, help="seconds of ingest load")
     parser.add_argument("--senders", type=int, default=16)
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds the sandbox takes to answer a call"
+    )
+    parser.add_argument("--platforms", nargs="+", default=list(PLATFORMS), choices=PLATFORMS)
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS))
-    parser.add_argument("--drain-timeout", type=float, default=600)
-    parser.add_argument(
-        "--api-factory",
-        default="app.main:app_factory",
-        help="uvicorn factory of the API under test (to measure a variant)",
-    )
-    parser.add_argument("--serve-sandbox", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--serve-floor", type=int, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
-    if arguments.serve_sandbox:
-        serve_sandbox(arguments.serve_sandbox)
-    elif arguments.serve_floor:
-        serve_floor(arguments.serve_floor, arguments.database_url)
-    else:
-        from app.cli import run_migrations
+    from app.cli import run_migrations
 
-        asyncio.run(prepare_database(arguments.database_url))
-        run_migrations(arguments.database_url)
-        asyncio.run(main(arguments))
+    asyncio.run(prepare_database(arguments.database_url))
+    run_migrations(arguments.database_url)
+    asyncio.run(main(arguments))

@@ -25,6 +25,13 @@ class MarketplaceWebhook(Base):
             "next_attempt_at",
             postgresql_where=text("status = 'received'"),
         ),
+        # A drain pass claims one connection's waiting events, oldest first.
+        Index(
+            "ix_marketplace_webhooks_connection_waiting",
+            "connection_id",
+            "id",
+            postgresql_where=text("status = 'received'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -41,8 +48,9 @@ class MarketplaceWebhook(Base):
     attempts: Mapped[int] = mapped_column(server_default="0")
     error_message: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(server_default=func.now())
-    # When the worker should have it (a retry's back-off moves it); the sweeper re-enqueues
-    # events past it, so an event stored while Redis was down is still processed.
+    # When a drain may take it: the back-off of a failed try, or the lease of a drain pass
+    # holding it. The sweeper queues a drain for events past it (never queued, or claimed by
+    # a worker that died).
     next_attempt_at: Mapped[datetime] = mapped_column(server_default=func.now())
     processed_at: Mapped[datetime | None]
 

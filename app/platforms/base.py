@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import httpx
 
@@ -100,6 +108,83 @@ class OrderPage:
     failures: list[OrderFailure] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class ReadHint:
+    """What pushes tell about the orders they name. `updated_since`: none of them changed
+    before this instant (the oldest push's time minus the sync's overlap), so a platform that
+    lists by update window can read them with its list call instead of one call per order.
+    A client may keep what it listed for its next call (a drain's later passes)."""
+
+    updated_since: datetime | None = None
+    # Per order, when the push says it changed: a row listed earlier than that is stale.
+    changed_at: Mapping[str, datetime] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class OrdersRead:
+    """Orders read by id: those normalized, and those the platform returned but that could
+    not be used (its words). An id in neither was not returned at all (not visible yet)."""
+
+    orders: list[NormalizedOrder] = field(default_factory=list)
+    failures: list[OrderFailure] = field(default_factory=list)
+
+
+R = TypeVar("R")
+
+
+@dataclass
+class WindowListing(Generic[R]):
+    """An update-window listing of raw orders that a client continues across calls, so a
+    drain's later passes use the rows already listed instead of listing them again. A row is
+    used for a push only when at least as new as the push says; a stale one is read by id."""
+
+    since: datetime
+    pages: AsyncGenerator[list[R]]
+    order_id: Callable[[R], str]
+    updated_at: Callable[[R], datetime]  # raises ValueError on an unreadable time
+    rows: dict[str, R] = field(default_factory=dict)
+    context: dict[str, object] = field(default_factory=dict)  # the platform's own extras
+    done: bool = False
+
+    async def find(self, wanted: Sequence[str], changed_at: Mapping[str, datetime]) -> dict[str, R]:
+        """The wanted rows, listing further while any is missing, but no more pages than
+        reading the missing ones one by one would cost calls."""
+        found: dict[str, R] = {}
+
+        def take(order_id: str) -> bool:
+            row = self.rows.get(order_id)
+            if row is None:
+                return False
+            changed = changed_at.get(order_id)
+            try:
+                fresh = changed is None or self.updated_at(row) >= changed
+            except ValueError:
+                fresh = False
+            if fresh:
+                found[order_id] = row
+            return True  # listed: a stale row is read by id, not searched for again
+
+        missing = {order_id for order_id in wanted if not take(order_id)}
+        pages = 0
+        while missing and not self.done and pages < len(missing):
+            try:
+                page = await anext(self.pages)
+            except StopAsyncIteration:
+                self.done = True
+                break
+            pages += 1
+            for row in page:
+                order_id = self.order_id(row)
+                self.rows[order_id] = row
+                if order_id in missing and take(order_id):
+                    missing.discard(order_id)
+        return found
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.pages.aclose()
+
+
 @dataclass(slots=True)
 class StockResult:
     sku: str
@@ -158,7 +243,27 @@ class MarketplaceClient(ABC):
             limiter=limiter,
         )
 
+    # The update-window listing kept for the next `fetch_orders_by_ids`, and those replaced.
+    _listing: WindowListing[Any] | None = None
+    _replaced: tuple[WindowListing[Any], ...] = ()
+
+    async def _window_listing(
+        self, since: datetime, open_listing: Callable[[datetime], Awaitable[WindowListing[R]]]
+    ) -> WindowListing[R]:
+        """The listing this client holds when it covers `since` and has not reached its end
+        (it lists up to when it was opened: later changes need a new one), else a new one."""
+        listing = self._listing
+        if listing is None or since < listing.since or listing.done:
+            if listing is not None:
+                self._replaced = (*self._replaced, listing)
+            listing = self._listing = await open_listing(since)
+        return listing
+
     async def aclose(self) -> None:
+        listings = [*self._replaced, *([self._listing] if self._listing else [])]
+        self._listing, self._replaced = None, ()
+        for listing in listings:
+            await listing.aclose()
         await self.transport.aclose()
 
     async def __aenter__(self) -> MarketplaceClient:
@@ -181,6 +286,13 @@ class MarketplaceClient(ABC):
     @abstractmethod
     async def get_orders(self, external_order_ids: Sequence[str]) -> list[NormalizedOrder]:
         """Full details of the given orders (webhooks name an order; this reads it)."""
+
+    async def fetch_orders_by_ids(
+        self, external_order_ids: Sequence[str], hint: ReadHint | None = None
+    ) -> OrdersRead:
+        """The given orders read in bulk with the sync's own calls (pushes name orders; this
+        reads a batch of them). Platforms override it; this fallback reads them by id."""
+        return OrdersRead(orders=await self.get_orders(external_order_ids))
 
     @abstractmethod
     def iter_products(self) -> AsyncIterator[list[NormalizedProduct]]:

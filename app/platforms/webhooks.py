@@ -12,6 +12,7 @@ import hashlib
 import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -47,6 +48,8 @@ class WebhookEvent:
     dedupe_key: str
     payload: dict[str, Any]
     order_ids: tuple[str, ...] = ()
+    # When the platform says the order changed (bounds the update window it is read from).
+    changed_at: datetime | None = None
     # Authorization events: "reauth_required" (access withdrawn), or None to keep the status.
     connection_status: str | None = None
     status_reason: str | None = None
@@ -74,6 +77,11 @@ class PushParser(Protocol):
         ...
 
     def verify(self, push: PushRequest, key: SigningKey) -> bool: ...
+
+    def sent_at(self, document: Any) -> datetime | None:
+        """When the platform sent the push, by its own timestamp (the oldest one it holds);
+        None when it carries none."""
+        ...
 
     def parse(self, document: Any, body: bytes) -> list[WebhookEvent]:
         """Events of a verified body; parsing a stored event's payload again yields it back."""
@@ -129,6 +137,36 @@ def text_id(value: object) -> str | None:
     if isinstance(value, int | str) and str(value).strip():
         return str(value).strip()
     return None
+
+
+# Unix times above this are in milliseconds (Lazada's `timestamp`, Messenger's `time`): in
+# seconds it would be the year 5138.
+_MILLISECONDS_FROM = 100_000_000_000
+
+
+def epoch_time(value: object) -> datetime | None:
+    """A Unix time in seconds or milliseconds, as platforms send them; None when unreadable."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    seconds = value / 1000 if value >= _MILLISECONDS_FROM else value
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def iso_time(value: object) -> datetime | None:
+    """A Graph time (`2026-12-01T10:00:00+0000`) or an ISO-8601 one; None when unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.strptime(value, "%Y-%m-%dT%H:%M:%S%z")
+    except ValueError:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def ids(values: Sequence[str | None]) -> tuple[str, ...]:

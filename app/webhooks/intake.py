@@ -3,11 +3,12 @@
 A marketplace waits on these paths (Shopee 3 s, Lazada 500 ms) and they carry most of the
 API's requests, so they skip FastAPI's per-request machinery (dependency solving, `Request`
 and response objects, background tasks): read the capped body, verify and store through the
-`Receiver`, answer, then hand the new ids to one shared enqueue. The FastAPI routes of the
-same paths stay for the OpenAPI document and are never reached by a POST."""
+`Receiver` (which asks for the shop's drain job in the same transaction), answer. The FastAPI
+routes of the same paths stay for the OpenAPI document and are never reached by a POST."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -27,18 +28,14 @@ PUSH_PATHS: dict[str, PlatformCode | None] = {
 
 
 def receiver_for(state: Any) -> service.Receiver:
-    """The process's receiver, rebuilt when the app's engine or Redis client is replaced."""
+    """The process's receiver, rebuilt when the app's database is replaced."""
     receiver: service.Receiver | None = getattr(state, "webhook_receiver", None)
-    if (
-        receiver is None
-        or receiver.engine is not state.database.engine
-        or receiver.redis is not state.redis
-    ):
+    if receiver is None or receiver.sessionmaker is not state.sessionmaker:
         receiver = service.Receiver(
-            engine=state.database.engine,
+            sessionmaker=state.sessionmaker,
             cipher=state.cipher,
-            redis=state.redis,
             public_base_url=state.settings.public_base_url,
+            max_age=timedelta(hours=state.settings.webhook_max_age_hours),
         )
         state.webhook_receiver = receiver
     return receiver
@@ -106,7 +103,7 @@ class PushIntake:
         receiver = receiver_for(state)
         try:
             body = await read_body(scope, receive, service.MAX_BODY_BYTES)
-            new_ids = await receiver.receive(
+            await receiver.receive(
                 platform=PUSH_PATHS.get(route_path(scope)),
                 path=scope["path"],
                 request_base_url=(
@@ -126,9 +123,6 @@ class PushIntake:
         start, end = _accepted()
         await send(start)
         await send(end)
-        # After the answer: the marketplace's clock does not wait on Redis, and an event that
-        # is not queued (Redis down) is stored already for the sweeper.
-        await receiver.batcher.enqueue(new_ids)
 
 
 class PushIntakeMiddleware:

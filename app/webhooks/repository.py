@@ -1,20 +1,20 @@
 """Webhook inbox queries. The receive path is hot (a marketplace waits on it): its two
-statements are plain SQL on indexed keys, the owners of a shop and one insert-if-new."""
+statements are plain SQL on indexed keys, the owners of a shop and one insert-if-new. The drain
+claims, renews and finishes events in bulk, one statement each."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import MarketplaceConnection, MarketplaceWebhook
-from app.orders.repository import fetch
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,79 +65,144 @@ class NewEvent:
     payload: dict[str, Any]
 
 
-_INSERT = (
+_INSERT = text(
     "INSERT INTO marketplace_webhooks "
     "(platform_code, user_id, connection_id, event_type, dedupe_key, payload) "
-    "SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::text[], "
-    "$6::jsonb[]) "
-    "ON CONFLICT (connection_id, dedupe_key) DO NOTHING RETURNING id"
+    "SELECT platform_code, user_id, connection_id, event_type, dedupe_key, payload::jsonb "
+    "FROM unnest(CAST(:platform_code AS text[]), CAST(:user_id AS text[]), "
+    "CAST(:connection_id AS uuid[]), CAST(:event_type AS text[]), CAST(:dedupe_key AS text[]), "
+    "CAST(:payload AS text[])) "
+    "AS u(platform_code, user_id, connection_id, event_type, dedupe_key, payload) "
+    "ON CONFLICT (connection_id, dedupe_key) DO NOTHING RETURNING id, connection_id"
 )
 
 
-def _insert_args(events: Sequence[NewEvent]) -> list[Any]:
-    return [
-        [e.platform_code for e in events],
-        [e.user_id for e in events],
-        [e.connection_id for e in events],
-        [e.event_type for e in events],
-        [e.dedupe_key[:255] for e in events],
-        [orjson.dumps(e.payload).decode() for e in events],
-    ]
-
-
-async def insert_new(driver: Any, events: Sequence[NewEvent]) -> list[int]:
-    """Insert the events not stored yet (one statement, so one commit on an autocommit
-    connection); returns the ids of those that were new."""
+async def insert_new(
+    session: AsyncSession, events: Sequence[NewEvent]
+) -> list[tuple[int, uuid.UUID]]:
+    """Insert the events not stored yet, in the session's transaction (one statement);
+    returns (id, connection id) of those that were new."""
     if not events:
         return []
-    rows = await driver.fetch(_INSERT, *_insert_args(events))
-    return [int(row[0]) for row in rows]
-
-
-async def insert_new_in(session: AsyncSession, events: Sequence[NewEvent]) -> list[int]:
-    """`insert_new` inside the session's transaction."""
-    if not events:
-        return []
-    rows = await fetch(session, _INSERT, _insert_args(events))
-    return [int(row[0]) for row in rows]
-
-
-async def lock_received(session: AsyncSession, webhook_id: int) -> MarketplaceWebhook | None:
-    """The event, row-locked, if it still waits for processing and no one else holds it."""
-    row: MarketplaceWebhook | None = await session.scalar(
-        select(MarketplaceWebhook)
-        .where(MarketplaceWebhook.id == webhook_id, MarketplaceWebhook.status == "received")
-        .with_for_update(skip_locked=True)
+    rows = await session.execute(
+        _INSERT,
+        {
+            "platform_code": [e.platform_code for e in events],
+            "user_id": [e.user_id for e in events],
+            "connection_id": [e.connection_id for e in events],
+            "event_type": [e.event_type for e in events],
+            "dedupe_key": [e.dedupe_key[:255] for e in events],
+            "payload": [orjson.dumps(e.payload).decode() for e in events],
+        },
     )
-    return row
+    return [(int(row.id), row.connection_id) for row in rows]
 
 
-async def lock_waiting_batch(
+@dataclass(slots=True)
+class Claimed:
+    """An event taken by one drain pass: nobody else takes it before `lease` ends."""
+
+    id: int
+    platform_code: str
+    event_type: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+# Waiting events of one connection, oldest first, due now (`next_attempt_at` is both the
+# back-off of a failed try and the lease of a claim); rows another pass holds are skipped.
+_CLAIM = text(
+    "UPDATE marketplace_webhooks w SET next_attempt_at = :lease "
+    "FROM (SELECT id FROM marketplace_webhooks WHERE connection_id = :connection_id "
+    "AND status = 'received' AND next_attempt_at <= now() "
+    "AND NOT (id = ANY(CAST(:taken AS bigint[]))) ORDER BY id LIMIT :limit "
+    "FOR UPDATE SKIP LOCKED) AS c "
+    "WHERE w.id = c.id RETURNING w.id, w.platform_code, w.event_type, w.payload, w.attempts"
+)
+
+
+async def claim(
     session: AsyncSession,
-    first: MarketplaceWebhook,
-    event_types: Collection[str],
+    connection_id: uuid.UUID,
     limit: int,
-    *,
-    next_attempt_by: datetime,
-) -> list[MarketplaceWebhook]:
-    """Other events of `first`'s connection of the given types that wait and are due by
-    `next_attempt_by`, oldest first, row-locked; rows another job holds are left to it."""
-    if not event_types or limit <= 0 or first.connection_id is None:
-        return []
-    rows = await session.scalars(
-        select(MarketplaceWebhook)
-        .where(
-            MarketplaceWebhook.connection_id == first.connection_id,
-            MarketplaceWebhook.status == "received",
-            MarketplaceWebhook.id != first.id,
-            MarketplaceWebhook.event_type.in_(list(event_types)),
-            MarketplaceWebhook.next_attempt_at <= next_attempt_by,
-        )
-        .order_by(MarketplaceWebhook.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+    lease: datetime,
+    taken: Sequence[int] = (),
+) -> list[Claimed]:
+    """Up to `limit` due events, leased until `lease`; `taken` (tried by this drain already)
+    are left to their retry."""
+    rows = await session.execute(
+        _CLAIM,
+        {"connection_id": connection_id, "limit": limit, "lease": lease, "taken": list(taken)},
     )
-    return list(rows)
+    claimed = [
+        Claimed(row.id, row.platform_code, row.event_type, row.payload, row.attempts)
+        for row in rows
+    ]
+    claimed.sort(key=lambda c: c.id)
+    return claimed
+
+
+async def renew(
+    session: AsyncSession, webhook_ids: Sequence[int], lease: datetime, until: datetime
+) -> None:
+    """Extend the claim of the events still held under `lease`."""
+    await session.execute(
+        update(MarketplaceWebhook)
+        .where(
+            MarketplaceWebhook.id.in_(webhook_ids),
+            MarketplaceWebhook.status == "received",
+            MarketplaceWebhook.next_attempt_at == lease,
+        )
+        .values(next_attempt_at=until)
+    )
+
+
+async def lock_held(session: AsyncSession, webhook_ids: Sequence[int], lease: datetime) -> set[int]:
+    """The events still held under `lease`, row-locked for the write (a lease that ran out may
+    have let another pass take one)."""
+    ids = await session.scalars(
+        select(MarketplaceWebhook.id)
+        .where(
+            MarketplaceWebhook.id.in_(webhook_ids),
+            MarketplaceWebhook.status == "received",
+            MarketplaceWebhook.next_attempt_at == lease,
+        )
+        .with_for_update()
+    )
+    return set(ids)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    webhook_id: int
+    status: str  # "received" again (a retry is due at `due`), or final
+    message: str | None
+    due: datetime | None = None
+
+
+_FINISH = text(
+    "UPDATE marketplace_webhooks w SET status = u.status, attempts = w.attempts + 1, "
+    "error_message = u.message, "
+    "processed_at = CASE WHEN u.status = 'received' THEN NULL ELSE now() END, "
+    "next_attempt_at = COALESCE(u.due, w.next_attempt_at) "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS text[]), CAST(:messages AS text[]), "
+    "CAST(:dues AS timestamptz[])) AS u(id, status, message, due) WHERE w.id = u.id"
+)
+
+
+async def finish(session: AsyncSession, outcomes: Sequence[Outcome]) -> None:
+    """Record every event's outcome in one statement (the rows are locked by `lock_held`)."""
+    if not outcomes:
+        return
+    await session.execute(
+        _FINISH,
+        {
+            "ids": [o.webhook_id for o in outcomes],
+            "statuses": [o.status for o in outcomes],
+            "messages": [o.message[:1000] if o.message else None for o in outcomes],
+            "dues": [o.due for o in outcomes],
+        },
+    )
 
 
 async def connection(
@@ -148,26 +213,33 @@ async def connection(
     return await session.get(MarketplaceConnection, connection_id)
 
 
-async def due_for_sweep(session: AsyncSession, older_than: datetime, limit: int) -> list[int]:
+async def due_connections(
+    session: AsyncSession, older_than: datetime, limit: int
+) -> list[uuid.UUID]:
+    """Connections with an event still waiting past its time: stored while the queue was down,
+    backing off, or claimed by a worker that died (its lease ran out)."""
     ids = await session.scalars(
-        select(MarketplaceWebhook.id)
+        select(MarketplaceWebhook.connection_id)
         .where(
             MarketplaceWebhook.status == "received",
             MarketplaceWebhook.next_attempt_at < older_than,
+            MarketplaceWebhook.connection_id.is_not(None),
         )
-        .order_by(MarketplaceWebhook.next_attempt_at)
+        .group_by(MarketplaceWebhook.connection_id)
+        .order_by(func.min(MarketplaceWebhook.next_attempt_at))
         .limit(limit)
     )
-    return list(ids)
+    return [i for i in ids if i is not None]
 
 
-async def push_back(session: AsyncSession, webhook_ids: Sequence[int], until: datetime) -> None:
-    """Not due again before `until` (the sweeper just queued them)."""
-    await session.execute(
+async def ignore_orphans(session: AsyncSession, note: str) -> int:
+    """Events whose connection was deleted: nobody will drain them."""
+    result = await session.execute(
         update(MarketplaceWebhook)
-        .where(MarketplaceWebhook.id.in_(webhook_ids))
-        .values(next_attempt_at=until)
+        .where(MarketplaceWebhook.status == "received", MarketplaceWebhook.connection_id.is_(None))
+        .values(status="ignored", error_message=note, processed_at=func.now())
     )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def list_events(

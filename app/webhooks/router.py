@@ -12,7 +12,6 @@ from starlette.types import Receive, Scope, Send
 
 from app.auth import CurrentUser, ensure_same_user
 from app.errors import ForbiddenError
-from app.jobs.outbox import enqueue
 from app.platforms.facebook.webhooks import verify_handshake
 from app.platforms.types import PlatformCode
 from app.schemas import error_responses
@@ -164,5 +163,4 @@ async def retry_webhook_event(
     """Process a failed event again (404 for another user's, 409 unless it failed)."""
     owner = ensure_same_user(user, user_id)
     event = await service.retry_event(uow.session, owner, webhook_id)
-    enqueue(uow.session, service.PROCESS_JOB, webhook_id, dedupe_key=service.job_id(webhook_id))
     return WebhookEventResponse(data=event)

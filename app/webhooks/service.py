@@ -1,48 +1,46 @@
-"""Marketplace pushes: verified on the raw bytes, stored once per connection, processed by
-the worker through the same order code path as the sync.
+"""Marketplace pushes: verified on the raw bytes, stored once per connection, and drained by one
+job per shop through the same order code path as the sync (`app/webhooks/drain.py`).
 
 A marketplace waits on the receive path (Shopee 3 s, Lazada 500 ms) and suspends apps that
-answer badly, so it does the least that is safe: find the shop's owners, check the signature,
-insert-if-new, commit, queue. Everything else happens in the job."""
+answer badly, so it does the least that is safe: find the shop's owners, check the signature
+and the push's age, insert-if-new and ask for the shop's drain job in one transaction, commit.
+Everything else happens in the job."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
+import contextlib
 import logging
-import time
+import re
 import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import orjson
-from arq.connections import ArqRedis
-from arq.constants import job_key_prefix
-from arq.jobs import serialize_job
-from arq.worker import Retry
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.alerts import service as alerts
-from app.connections.credentials import connection_client
-from app.connections.repository import mark_status, status_for_failure
 from app.crypto import CredentialCipher
-from app.errors import AppError, ConflictError, DatabaseUnavailable, NotFoundError
-from app.live.service import handle_page_event
+from app.errors import (
+    AppError,
+    ConflictError,
+    DatabaseUnavailable,
+    NotFoundError,
+    is_database_unavailable,
+)
+from app.jobs.outbox import enqueue
 from app.metrics import service as metrics
-from app.models import MarketplaceConnection, MarketplaceWebhook
-from app.models.enums import ConnectionStatus
-from app.orders.ingest import upsert_orders
 from app.orders.service import invalid
 from app.platforms.errors import MarketplaceError
 from app.platforms.http import PlatformTransport
 from app.platforms.shopee.webhooks import confirm_lost_push_messages, get_lost_push_messages
-from app.platforms.types import NormalizedOrder, PlatformCode
+from app.platforms.types import PlatformCode
 from app.platforms.webhooks import (
-    EventKind,
     PushParser,
     PushRequest,
     SigningKey,
@@ -51,7 +49,6 @@ from app.platforms.webhooks import (
     detect_platform,
     parser_for,
 )
-from app.products.service import apply_product_push
 from app.webhooks import repository
 from app.webhooks.repository import NewEvent, ShopOwner
 from app.webhooks.schemas import WebhookEventOut, WebhookStatus
@@ -60,21 +57,10 @@ from app.worker_context import WorkerContext
 logger = logging.getLogger("app.webhooks")
 
 MAX_BODY_BYTES = 1024 * 1024
-ENQUEUE_LINGER_SECONDS = 0.002
-PROCESS_JOB = "process_webhook"
-# Attempts of one job run (arq's job_try) before an event is `failed`; back-off between them.
-MAX_ATTEMPTS = 6
-RETRY_BASE_SECONDS = 2.0
-RETRY_CAP_SECONDS = 600.0
-# The sweeper re-queues events still `received` this long after they were due.
+DRAIN_JOB = "drain_webhooks"
+# The sweeper queues a drain for events still `received` this long after they were due.
 SWEEP_AFTER_SECONDS = 5
 SWEEP_BATCH = 500
-SWEEP_REQUEUE_GRACE_SECONDS = 60
-# Order events of one connection read together in one `get_orders` call (Shopee's detail
-# call takes 50 order numbers).
-ORDER_BATCH = 50
-# A first try this close to its due time runs (clocks of two workers may differ a little).
-EARLY_TOLERANCE_SECONDS = 1.0
 
 # Rejected pushes by (platform, reason). The metrics issue exports these; tests read them.
 REJECTIONS: Counter[tuple[str, str]] = Counter()
@@ -105,8 +91,17 @@ class EventNotFailed(ConflictError):
         super().__init__(f"Only a failed event can be retried; this one is {status}")
 
 
-def job_id(webhook_id: int) -> str:
-    return f"webhook:{webhook_id}"
+def drain_key(connection_id: uuid.UUID) -> str:
+    """One waiting drain job per shop: asking again while it waits is a no-op."""
+    return f"webhooks:{connection_id}"
+
+
+def queue_drain(session: AsyncSession, connection_id: uuid.UUID, defer_seconds: float = 0) -> None:
+    """Ask, in `session`'s transaction, for a pass over everything the connection has waiting.
+    A deferred one (a retry's back-off) has its own key, so it never holds back the prompt
+    drain that new pushes ask for."""
+    key = drain_key(connection_id) + (":retry" if defer_seconds > 0 else "")
+    enqueue(session, DRAIN_JOB, str(connection_id), dedupe_key=key, defer_seconds=defer_seconds)
 
 
 def reject(platform: str, reason: str, message: str) -> PushRejected:
@@ -116,86 +111,66 @@ def reject(platform: str, reason: str, message: str) -> PushRejected:
     return PushRejected(message)
 
 
-async def enqueue(redis: ArqRedis | None, webhook_ids: Sequence[int]) -> bool:
-    """Queue processing; False (logged) when Redis cannot take it now."""
-    if redis is None or not webhook_ids:
-        return redis is not None
-    try:
-        for webhook_id in webhook_ids:
-            await redis.enqueue_job(PROCESS_JOB, webhook_id, _job_id=job_id(webhook_id))
-    except Exception as exc:  # any Redis failure: the row is committed, the sweeper catches up
-        logger.warning("webhook stored but not queued (%s)", type(exc).__name__)
-        return False
-    return True
+# --- what PostgreSQL cannot hold --------------------------------------------------------------
+
+# JSONB and text refuse U+0000, which JSON allows (`\u0000`). A payload holding one is stored
+# with every backslash doubled and every NUL written `\u0000` (six characters), and marked, so
+# `stored_document` gives back exactly what the marketplace sent.
+NUL_ESCAPED = "_omniNulEscaped"
+_ESCAPE = re.compile(r"[\\\x00]")
+_UNESCAPE = re.compile(r"\\(\\|u0000)")
 
 
-async def enqueue_new(redis: ArqRedis | None, webhook_ids: Sequence[int]) -> bool:
-    """Queue events that were just inserted, in one pipeline. arq's `enqueue_job` watches and
-    checks each job id first (three round trips and most of a push's CPU); an id inserted a
-    moment ago cannot be queued already, so plain writes of arq's own job format suffice."""
-    if redis is None or not webhook_ids:
-        return redis is not None
-    now_ms = int(time.time() * 1000)
-    try:
-        async with redis.pipeline(transaction=False) as pipe:
-            for webhook_id in webhook_ids:
-                key = job_id(webhook_id)
-                job = serialize_job(
-                    PROCESS_JOB, (webhook_id,), {}, None, now_ms, serializer=redis.job_serializer
-                )
-                pipe.psetex(job_key_prefix + key, redis.expires_extra_ms, job)
-                pipe.zadd(redis.default_queue_name, {key: now_ms})
-            await pipe.execute()
-    except Exception as exc:  # any Redis failure: the rows are committed, the sweeper catches up
-        logger.warning("webhooks stored but not queued; the sweeper will (%s)", type(exc).__name__)
-        return False
-    return True
+def _map_strings(value: Any, change: Any) -> Any:
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, list):
+        return [_map_strings(item, change) for item in value]
+    if isinstance(value, dict):
+        return {change(k): _map_strings(v, change) for k, v in value.items()}
+    return value
 
 
-class EnqueueBatcher:
-    """Queues webhook ids for every request of the process through one flusher: the ids that
-    arrive while a pipeline is on its way go together in the next one. One pipeline per
-    request made each request wait its turn for a Redis connection under the pool's lock, and
-    under load those waiting requests (with everything they held) piled up by the thousand."""
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    if isinstance(value, dict):
+        return any("\x00" in k or _holds_nul(v) for k, v in value.items())
+    return False
 
-    def __init__(self, redis: ArqRedis | None) -> None:
-        self.redis = redis
-        self._ids: list[int] = []
-        self._next: asyncio.Future[None] | None = None  # done once `_ids` are sent
-        self._flusher: asyncio.Task[None] | None = None
 
-    async def enqueue(self, webhook_ids: Sequence[int]) -> None:
-        """Returns once the ids were sent (or Redis failed and the sweeper will send them)."""
-        if not webhook_ids:
-            return
-        loop = asyncio.get_running_loop()
-        self._ids.extend(webhook_ids)
-        if self._next is None or self._next.get_loop() is not loop:
-            self._next = loop.create_future()
-        pending = self._next
-        if self._flusher is None or self._flusher.done() or self._flusher.get_loop() is not loop:
-            self._flusher = loop.create_task(self._flush())
-        # Shielded: a cancelled request must not cancel the flush other requests wait on.
-        await asyncio.shield(pending)
+def _escape(text: str) -> str:
+    return _ESCAPE.sub(lambda m: "\\\\" if m.group() == "\\" else "\\u0000", text)
 
-    async def _flush(self) -> None:
-        while self._next is not None:
-            # A moment for more requests to join: under load a pipeline then carries several
-            # requests' ids, and nobody waits on it but the requests that already have answers.
-            await asyncio.sleep(ENQUEUE_LINGER_SECONDS)
-            ids, done = self._ids, self._next
-            self._ids, self._next = [], None
-            try:
-                await enqueue_new(self.redis, ids)
-            finally:
-                if not done.done():
-                    done.set_result(None)
 
-    async def drain(self) -> None:
-        """Wait for the flush in progress (shutdown, tests)."""
-        flusher = self._flusher
-        if flusher is not None and not flusher.done():
-            await asyncio.shield(flusher)
+def _unescape(text: str) -> str:
+    return _UNESCAPE.sub(lambda m: "\\" if m.group(1) == "\\" else "\x00", text)
+
+
+def storable_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload as PostgreSQL can store it (unchanged unless it holds a NUL)."""
+    if not _holds_nul(payload):
+        return payload
+    escaped: dict[str, Any] = _map_strings(payload, _escape)
+    return {**escaped, NUL_ESCAPED: True}
+
+
+def stored_document(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload as the marketplace sent it (undoes `storable_payload`)."""
+    if payload.get(NUL_ESCAPED) is not True:
+        return payload
+    document = {k: v for k, v in payload.items() if k != NUL_ESCAPED}
+    restored: dict[str, Any] = _map_strings(document, _unescape)
+    return restored
+
+
+def storable_text(text: str) -> str:
+    return text.replace("\x00", "\\u0000")
+
+
+# --- receiving ----------------------------------------------------------------------------
 
 
 class _SecretCache:
@@ -228,9 +203,9 @@ def new_events(events: Sequence[WebhookEvent], owners: Sequence[ShopOwner]) -> l
             platform_code=event.platform.value,
             user_id=owner.user_id,
             connection_id=owner.connection_id,
-            event_type=event.event_type,
-            dedupe_key=event.dedupe_key,
-            payload=event.payload,
+            event_type=storable_text(event.event_type),
+            dedupe_key=storable_text(event.dedupe_key),
+            payload=storable_payload(event.payload),
         )
         for event in events
         for owner in owners
@@ -238,18 +213,25 @@ def new_events(events: Sequence[WebhookEvent], owners: Sequence[ShopOwner]) -> l
     ]
 
 
+async def store_events(session: AsyncSession, events: Sequence[NewEvent]) -> list[int]:
+    """Insert the new events and ask for each of their shops' drain, in `session`'s
+    transaction (the caller commits); returns the new ids."""
+    inserted = await repository.insert_new(session, events)
+    for connection_id in dict.fromkeys(connection for _, connection in inserted):
+        queue_drain(session, connection_id)
+    return [webhook_id for webhook_id, _ in inserted]
+
+
 @dataclass
 class Receiver:
-    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
     cipher: CredentialCipher
-    redis: ArqRedis | None
     public_base_url: str | None
+    max_age: timedelta = timedelta(hours=72)
     _secrets: _SecretCache = field(init=False)
-    batcher: EnqueueBatcher = field(init=False)
 
     def __post_init__(self) -> None:
         self._secrets = _SecretCache(self.cipher)
-        self.batcher = EnqueueBatcher(self.redis)
 
     async def receive(
         self,
@@ -260,9 +242,8 @@ class Receiver:
         headers: Mapping[str, str],
         body: bytes,
     ) -> list[int]:
-        """Verify and store one push; returns the ids of the events that were new (the caller
-        queues them once the answer is on its way). `request_base_url` counts only without
-        PUBLIC_BASE_URL."""
+        """Verify and store one push, and ask for its shops' drain; returns the ids of the
+        events that were new. `request_base_url` counts only without PUBLIC_BASE_URL."""
         try:
             document = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -273,17 +254,21 @@ class Receiver:
             raise MalformedPush(str(exc)) from None
         parser = parser_for(platform)
         shop_ids = parser.shop_ids(document)
+        if any("\x00" in shop_id for shop_id in shop_ids):
+            # No shop id can hold one (PostgreSQL text cannot): malformed, not unknown.
+            raise MalformedPush("The webhook's shop id holds a NUL character (\\u0000)")
         if not shop_ids:
             raise reject(platform.value, "no_shop", "The webhook names no shop")
         base = (self.public_base_url or request_base_url or "").rstrip("/")
         push = PushRequest(body=body, document=document, headers=headers, callback_url=base + path)
-        # On the pooled asyncpg connection itself, outside any transaction: the lookup and the
-        # insert-if-new are one statement each and the insert commits itself (no BEGIN/COMMIT
-        # round trips on the path a marketplace waits on). SQLAlchemy never begins one here.
-        async with self.engine.connect() as connection:
-            driver = (await connection.get_raw_connection()).driver_connection
+        async with self.sessionmaker() as session:
             try:
-                owners = await repository.shop_owners(driver, platform.value, shop_ids)
+                # The lookup on the pooled asyncpg connection itself: it runs for every push,
+                # and SQLAlchemy's statement and row layers would cost more CPU than it does.
+                raw = await (await session.connection()).get_raw_connection()
+                owners = await repository.shop_owners(
+                    raw.driver_connection, platform.value, shop_ids
+                )
                 if not owners:
                     raise reject(platform.value, "unknown_shop", "No connection owns this shop")
                 verified = [o for o in owners if parser.verify(push, self._secrets.key(o))]
@@ -291,310 +276,52 @@ class Receiver:
                     raise reject(
                         platform.value, "bad_signature", "The webhook signature is invalid"
                     )
-                events = new_events(parser.parse(document, body), verified)
-                new_ids = await repository.insert_new(driver, events)
-                for _ in new_ids:
-                    metrics.record_webhook(platform.value, "received")
-                return new_ids
-            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
-                await connection.invalidate(exc)
-                raise DatabaseUnavailable() from exc
-
-
-# --- processing ---------------------------------------------------------------------------
-
-
-class OrderNotReadable(Exception):
-    """The platform did not return the pushed order (yet): worth another try."""
-
-
-def retry_delay(job_try: int) -> float:
-    return float(min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** (job_try - 1)))
-
-
-def _event_of(row: MarketplaceWebhook) -> WebhookEvent | None:
-    parser: PushParser = parser_for(PlatformCode(row.platform_code))
-    events = parser.parse(row.payload, b"")
-    return events[0] if events else None
-
-
-_IGNORED_NOTES = {
-    EventKind.SOCIAL: "Stored for Facebook social orders; not processed yet",
-    EventKind.OTHER: "Not an event Omni Sales acts on",
-}
-
-
-async def _read_orders(
-    wc: WorkerContext, connection: MarketplaceConnection, order_ids: Sequence[str]
-) -> list[NormalizedOrder]:
-    client = connection_client(wc, connection)
-    try:
-        return await client.get_orders(list(order_ids))
-    finally:
-        await client.aclose()
-
-
-async def _upsert(
-    session: AsyncSession, connection: MarketplaceConnection, orders: Sequence[NormalizedOrder]
-) -> None:
-    # The sync's own writer: an older payload never overwrites a newer stored one.
-    await upsert_orders(
-        session,
-        orders,
-        connection_id=connection.id,
-        user_id=connection.user_id,
-        platform_code=connection.platform_code,
-    )
-
-
-async def _fetch_and_upsert(
-    wc: WorkerContext,
-    session: AsyncSession,
-    connection: MarketplaceConnection,
-    order_ids: Sequence[str],
-) -> None:
-    orders = await _read_orders(wc, connection, order_ids)
-    if not orders:
-        raise _not_returned(connection, order_ids)
-    await _upsert(session, connection, orders)
-
-
-def _not_returned(connection: MarketplaceConnection, order_ids: Sequence[str]) -> OrderNotReadable:
-    return OrderNotReadable(f"{connection.platform_code} returned no order {', '.join(order_ids)}")
-
-
-async def _apply(
-    wc: WorkerContext, session: AsyncSession, row: MarketplaceWebhook
-) -> tuple[WebhookStatus, str | None]:
-    connection = await repository.connection(session, row.connection_id)
-    if connection is None or connection.status == ConnectionStatus.DISCONNECTED:
-        return WebhookStatus.IGNORED, "The connection was removed or disconnected"
-    event = _event_of(row)
-    if event is None:
-        return WebhookStatus.IGNORED, "Not an event Omni Sales recognizes"
-    if event.kind is EventKind.ORDER:
-        await _fetch_and_upsert(wc, session, connection, event.order_ids)
-        return WebhookStatus.PROCESSED, None
-    if event.kind is EventKind.AUTHORIZATION:
-        if event.connection_status is not None:
-            status = ConnectionStatus(event.connection_status)
-            await mark_status(session, connection.id, status, event.status_reason)
-        elif event.status_reason:
-            # A warning (expiry soon): the connection still works, the reason says what is due.
-            if connection.status == ConnectionStatus.ACTIVE:
-                await mark_status(
-                    session, connection.id, ConnectionStatus.ACTIVE, event.status_reason
+                self._check_age(platform, parser, document)
+                new_ids = await store_events(
+                    session, new_events(parser.parse(document, body), verified)
                 )
-            await alerts.alert_authorization_expiring(
-                session,
-                connection_id=connection.id,
-                platform_code=connection.platform_code,
-                message=event.status_reason,
-                noticed_at=row.received_at,
+                await session.commit()
+            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+                # Raised by the raw lookup, not wrapped by SQLAlchemy: drop the connection.
+                with contextlib.suppress(Exception):
+                    await (await session.connection()).invalidate(exc)
+                raise DatabaseUnavailable() from exc
+            except DBAPIError as exc:
+                if is_database_unavailable(exc):
+                    raise DatabaseUnavailable() from exc
+                raise
+        for _ in new_ids:
+            metrics.record_webhook(platform.value, "received")
+        return new_ids
+
+    def _check_age(self, platform: PlatformCode, parser: PushParser, document: Any) -> None:
+        """A replayed push is signed as well as a fresh one: only its age tells it apart."""
+        sent_at = parser.sent_at(document)
+        if sent_at is not None and sent_at < datetime.now(UTC) - self.max_age:
+            hours = self.max_age.total_seconds() / 3600
+            raise reject(
+                platform.value,
+                "too_old",
+                f"The webhook was sent more than {hours:g} hours ago (WEBHOOK_MAX_AGE_HOURS)",
             )
-        return WebhookStatus.PROCESSED, None
-    if event.kind in (EventKind.PRODUCT, EventKind.STOCK):
-        # The listing changed on the platform: the product sync re-reads it.
-        await apply_product_push(session, connection.id, ())
-        return WebhookStatus.PROCESSED, None
-    if event.kind is EventKind.SOCIAL and connection.platform_code == PlatformCode.FACEBOOK.value:
-        # Live CF comments and Messenger carts become orders (app/live), in this transaction.
-        outcome = await handle_page_event(session, connection.id, row.event_type, row.payload)
-        if outcome == WebhookStatus.PROCESSED:
-            return WebhookStatus.PROCESSED, None
-        return WebhookStatus.IGNORED, "No open live session or Messenger event to act on"
-    return WebhookStatus.IGNORED, _IGNORED_NOTES[event.kind]
 
 
-def _back_off_left(row: MarketplaceWebhook, now: datetime) -> float:
-    """Seconds until a failed event's next try is due (`next_attempt_at` holds the due time
-    plus the sweeper's grace)."""
-    due = row.next_attempt_at - timedelta(seconds=SWEEP_REQUEUE_GRACE_SECONDS)
-    return (due - now).total_seconds()
-
-
-async def process(wc: WorkerContext, webhook_id: int, job_try: int = 1) -> str:
-    """Process one stored event, and with an order event the other order events of its
-    connection that wait (up to ORDER_BATCH, read in one marketplace call). Safe to run twice:
-    only `received` rows are taken, under their row locks, and the order upsert itself is
-    idempotent; an event taken by another job's batch is skipped here."""
-    async with wc.sessionmaker() as session:
-        row = await repository.lock_received(session, webhook_id)
-        if row is None:
-            return "skipped"  # done already, or another worker holds it
-        now = datetime.now(UTC)
-        wait = _back_off_left(row, now)
-        if job_try == 1 and wait > EARLY_TOLERANCE_SECONDS:
-            # Queued before another job's batch failed it: honour that batch's back-off. (A
-            # later try of this job was deferred by this job's own Retry and is on time.)
-            raise Retry(defer=wait)
-        connection = await repository.connection(session, row.connection_id)
-        event = _event_of(row)
-        if (
-            connection is not None
-            and connection.status != ConnectionStatus.DISCONNECTED
-            and event is not None
-            and event.kind is EventKind.ORDER
-        ):
-            batch = [row]
-            types = parser_for(PlatformCode(connection.platform_code)).order_event_types
-            # Not one backing off after a failed try (next_attempt_at holds due + grace); the
-            # tolerance takes along those that failed in the same batch as this one.
-            due_by = now + timedelta(seconds=SWEEP_REQUEUE_GRACE_SECONDS + EARLY_TOLERANCE_SECONDS)
-            batch += await repository.lock_waiting_batch(
-                session, row, types, ORDER_BATCH - 1, next_attempt_by=due_by
-            )
-            outcomes = await _process_orders(wc, session, connection, batch, job_try)
-        else:
-            outcomes = {row.id: await _process_one(wc, session, row, job_try)}
-        await session.commit()
-    await _queue_retries(wc, outcomes, trigger=webhook_id)
-    outcome = outcomes[webhook_id]
-    if isinstance(outcome, float):
-        raise Retry(defer=outcome)
-    return outcome.value
-
-
-# An event's outcome: its final status, or the seconds of back-off before its next try.
-Outcome = WebhookStatus | float
-
-
-def _finish(row: MarketplaceWebhook, status: WebhookStatus, note: str | None) -> Outcome:
-    row.attempts += 1
-    row.status = status
-    row.error_message = note
-    row.processed_at = datetime.now(UTC)
-    metrics.record_webhook(row.platform_code, status.value)
-    return status
-
-
-def _failure_message(exc: Exception, webhook_id: int) -> str:
-    if isinstance(exc, MarketplaceError):
-        return exc.message
-    if isinstance(exc, OrderNotReadable):
-        return str(exc)
-    logger.exception("webhook processing failed", extra={"webhook_id": webhook_id})
-    return f"Internal error ({type(exc).__name__})"
-
-
-def _fail(row: MarketplaceWebhook, exc: Exception, try_number: int, message: str) -> Outcome:
-    """Count a failed try: back off for another one, or `failed` after the last."""
-    row.attempts += 1
-    row.error_message = message[:1000]
-    retryable = not isinstance(exc, MarketplaceError) or exc.retryable
-    if retryable and try_number < MAX_ATTEMPTS:
-        delay = retry_delay(try_number)
-        row.next_attempt_at = datetime.now(UTC) + timedelta(
-            seconds=delay + SWEEP_REQUEUE_GRACE_SECONDS
-        )
-        return delay
-    row.status = WebhookStatus.FAILED
-    metrics.record_webhook(row.platform_code, WebhookStatus.FAILED.value)
-    return WebhookStatus.FAILED
-
-
-def _try_number(row: MarketplaceWebhook, trigger_id: int, job_try: int) -> int:
-    # The job's own event counts arq's tries; an event taken along counts its stored attempts.
-    return max(job_try, row.attempts + 1) if row.id == trigger_id else row.attempts + 1
-
-
-async def _mark_connection(
-    session: AsyncSession, connection_id: uuid.UUID | None, exc: Exception
-) -> None:
-    if isinstance(exc, MarketplaceError) and connection_id is not None:
-        new_status = status_for_failure(exc)
-        if new_status is not None:
-            await mark_status(session, connection_id, new_status, exc.message)
-
-
-async def _process_one(
-    wc: WorkerContext, session: AsyncSession, row: MarketplaceWebhook, job_try: int
-) -> Outcome:
-    try:
-        async with session.begin_nested():
-            status, note = await _apply(wc, session, row)
-    except Exception as exc:
-        await _mark_connection(session, row.connection_id, exc)
-        return _fail(row, exc, _try_number(row, row.id, job_try), _failure_message(exc, row.id))
-    return _finish(row, status, note)
-
-
-async def _process_orders(
-    wc: WorkerContext,
-    session: AsyncSession,
-    connection: MarketplaceConnection,
-    batch: Sequence[MarketplaceWebhook],
-    job_try: int,
-) -> dict[int, Outcome]:
-    """One `get_orders` call and one upsert for the batch; then each event is processed, or
-    failed and retried on its own when its order is not among those the platform returned."""
-    trigger_id = batch[0].id
-    outcomes: dict[int, Outcome] = {}
-    wanted: dict[int, tuple[str, ...]] = {}
-    for row in batch:
-        event = _event_of(row)
-        if event is None or event.kind is not EventKind.ORDER:
-            outcomes[row.id] = await _process_one(wc, session, row, job_try)
-        else:
-            wanted[row.id] = event.order_ids
-    rows = [row for row in batch if row.id in wanted]
-    order_ids = list(dict.fromkeys(i for ids in wanted.values() for i in ids))
-    try:
-        async with session.begin_nested():
-            orders = await _read_orders(wc, connection, order_ids)
-            await _upsert(session, connection, orders)
-    except Exception as exc:
-        await _mark_connection(session, connection.id, exc)
-        message = _failure_message(exc, trigger_id)
-        for row in rows:
-            outcomes[row.id] = _fail(row, exc, _try_number(row, trigger_id, job_try), message)
-        return outcomes
-    returned = {order.external_order_id for order in orders}
-    for row in rows:
-        missing = [i for i in wanted[row.id] if i not in returned]
-        if missing:
-            unread = _not_returned(connection, missing)
-            try_number = _try_number(row, trigger_id, job_try)
-            outcomes[row.id] = _fail(row, unread, try_number, str(unread))
-        else:
-            outcomes[row.id] = _finish(row, WebhookStatus.PROCESSED, None)
-    return outcomes
-
-
-async def _queue_retries(wc: WorkerContext, outcomes: dict[int, Outcome], trigger: int) -> None:
-    """Events taken along that failed get their own deferred job (the job's own event is
-    retried by raising Retry). A job of theirs still queued keeps its id, so arq ignores the
-    repeat and that job defers itself to the back-off; the sweeper covers a lost one."""
-    if wc.redis is None:
-        return
-    for webhook_id, outcome in outcomes.items():
-        if webhook_id == trigger or not isinstance(outcome, float):
-            continue
-        try:
-            await wc.redis.enqueue_job(
-                PROCESS_JOB, webhook_id, _job_id=job_id(webhook_id), _defer_by=outcome
-            )
-        except Exception as exc:  # the row says when it is due; the sweeper queues it then
-            logger.warning("webhook retry not queued (%s)", type(exc).__name__)
-            return
+# --- the sweep and Shopee's lost pushes -----------------------------------------------------
 
 
 async def sweep(wc: WorkerContext) -> int:
-    """Queue events left `received` past their time (stored while Redis was down, or whose
-    job was lost). A job still queued keeps its id, so arq ignores the repeat."""
+    """Queue a drain for every connection with events left `received` past their time (stored
+    while the queue was down, past a back-off, or claimed by a worker that died: its lease ran
+    out); returns how many connections. A drain already waiting absorbs the request."""
     now = datetime.now(UTC)
     async with wc.sessionmaker() as session:
-        due = await repository.due_for_sweep(
+        await repository.ignore_orphans(session, "The connection was removed")
+        due = await repository.due_connections(
             session, now - timedelta(seconds=SWEEP_AFTER_SECONDS), SWEEP_BATCH
         )
-        if not due:
-            return 0
-        await repository.push_back(
-            session, due, now + timedelta(seconds=SWEEP_REQUEUE_GRACE_SECONDS)
-        )
+        for connection_id in due:
+            queue_drain(session, connection_id)
         await session.commit()
-    if not await enqueue(wc.redis, due):
-        return 0
     return len(due)
 
 
@@ -634,10 +361,8 @@ async def _collect_partner(
         events = [e for d in page.documents for e in parser.parse(d, b"")]
         if events:
             async with wc.sessionmaker() as session:
-                new_ids = await repository.insert_new_in(session, new_events(events, owners))
+                stored += len(await store_events(session, new_events(events, owners)))
                 await session.commit()
-            stored += len(new_ids)
-            await enqueue(wc.redis, new_ids)
         if page.last_message_id is None or not page.documents:
             break
         await confirm_lost_push_messages(
@@ -689,7 +414,7 @@ async def list_events(
 
 
 async def retry_event(session: AsyncSession, user_id: str, webhook_id: int) -> WebhookEventOut:
-    """Put a failed event back in the queue (the caller's unit of work queues the job)."""
+    """Put a failed event back for its shop's drain, asked for in the same transaction."""
     row = await repository.owned_event(session, user_id, webhook_id, lock=True)
     if row is None:
         raise NotFoundError("Webhook event not found")
@@ -700,4 +425,6 @@ async def retry_event(session: AsyncSession, user_id: str, webhook_id: int) -> W
     row.processed_at = None
     row.next_attempt_at = datetime.now(UTC)
     await session.flush()
+    if row.connection_id is not None:
+        queue_drain(session, row.connection_id)
     return WebhookEventOut.model_validate(row)

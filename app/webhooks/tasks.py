@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, cast
 
 from arq import cron, func
 from arq.typing import WorkerCoroutine
 
-from app.webhooks import service
+from app.webhooks import drain, service
 from app.worker_context import JobContext
 
 
-async def process_webhook(ctx: JobContext, webhook_id: int) -> str:
-    return await service.process(ctx["app"], webhook_id, ctx["job_try"])
+async def drain_webhooks(ctx: JobContext, connection_id: str) -> dict[str, int]:
+    """Everything the shop has waiting, read in bulk (app/webhooks/drain.py)."""
+    return await drain.drain(ctx["app"], uuid.UUID(connection_id))
 
 
 async def sweep_webhooks(ctx: JobContext) -> int:
-    """Cron: queue events that were stored but never reached (or fell out of) the queue."""
+    """Cron: a drain for events left waiting past their time (never queued, or their job
+    lost with a worker)."""
     return await service.sweep(ctx["app"])
 
 
@@ -31,14 +34,9 @@ def _job(function: Any) -> WorkerCoroutine:
 
 
 FUNCTIONS: list[Any] = [
-    # keep_result=0 frees the job id once the job ends, so a retried event can be queued again
-    # under the same id; max_tries leaves the last word to the service's own attempt count.
-    func(
-        _job(process_webhook),
-        name=service.PROCESS_JOB,
-        keep_result=0,
-        max_tries=service.MAX_ATTEMPTS + 1,
-    ),
+    # keep_result=0 frees the job id once the job ends, so the next push queues a new drain;
+    # an event's own attempts (and back-off) are counted on its row, not by arq.
+    func(_job(drain_webhooks), name=service.DRAIN_JOB, keep_result=0, max_tries=3),
 ]
 CRON_JOBS: list[Any] = [
     cron(_job(sweep_webhooks), second=set(range(0, 60, 10)), unique=True, timeout=60),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -56,6 +57,7 @@ async def test_a_sandbox_live_becomes_orders_stock_and_replies(
     async with httpx.AsyncClient(base_url=sandbox.root) as control:
         video = await control.post("/facebook/_sandbox/live/videos", json={"shopId": page_id})
         post_id = video.json()["postId"]
+        recent = int(time.time()) - 60
         live = await open_live(
             api, connection, [{"code": "A1", "sku": SKU, "price": "99"}], post_id=post_id
         )
@@ -66,7 +68,8 @@ async def test_a_sandbox_live_becomes_orders_stock_and_replies(
                 "postId": post_id,
                 "url": PUSH_URL,
                 "comments": [
-                    {"message": "CF A1", "buyerId": f"e2e-{n}", "createdTime": 1_790_000_000 + n}
+                    # Recent: a push older than WEBHOOK_MAX_AGE_HOURS is refused.
+                    {"message": "CF A1", "buyerId": f"e2e-{n}", "createdTime": recent + n}
                     for n in range(4)
                 ]
                 + [{"message": "ส่งฟรีไหมคะ", "buyerId": "e2e-9"}],

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
@@ -41,7 +42,9 @@ def encode(payload: dict[str, Any]) -> bytes:
 
 def shopee_push(shop_id: str, code: int = 3, **data: Any) -> bytes:
     data = data or {"ordersn": "250101AAAAAAAA", "status": "READY_TO_SHIP", "update_time": 1}
-    return encode({"data": data, "shop_id": int(shop_id), "code": code, "timestamp": 1})
+    return encode(
+        {"data": data, "shop_id": int(shop_id), "code": code, "timestamp": int(time.time())}
+    )
 
 
 def shopee_signature(partner_key: str, body: bytes, path: str = PUSH_URL) -> str:
@@ -57,7 +60,12 @@ def lazada_push(seller_id: str, message_type: int = 0, **data: Any) -> bytes:
         "status_update_time": 1,
     }
     return encode(
-        {"seller_id": seller_id, "message_type": message_type, "data": data, "timestamp": 1}
+        {
+            "seller_id": seller_id,
+            "message_type": message_type,
+            "data": data,
+            "timestamp": int(time.time() * 1000),
+        }
     )
 
 
@@ -67,7 +75,8 @@ def lazada_signature(app_key: str, app_secret: str, body: bytes) -> str:
 
 def meta_push(page_id: str, field: str = "feed") -> bytes:
     change = {"field": field, "value": {"item": "comment", "verb": "add", "message": "CF A1"}}
-    return encode({"object": "page", "entry": [{"id": page_id, "time": 1, "changes": [change]}]})
+    entry = {"id": page_id, "time": int(time.time()), "changes": [change]}
+    return encode({"object": "page", "entry": [entry]})
 
 
 def meta_signature(app_secret: str, body: bytes) -> str:
@@ -117,8 +126,19 @@ def sandbox_to_api(sandbox: RunningSandbox, api: httpx.AsyncClient) -> Iterator[
 
 
 @pytest.fixture
-async def queued_jobs(redis: Any) -> AsyncIterator[Any]:
+async def queued_jobs(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[Any]:
+    """Drain jobs asked for by committed transactions and not started yet (outbox rows)."""
+
     async def count() -> int:
-        return int(await redis.zcard("arq:queue"))
+        async with session_factory() as session:
+            waiting = await session.scalar(
+                text(
+                    "SELECT count(*) FROM job_outbox WHERE function = 'drain_webhooks' "
+                    "AND status IN ('pending', 'sent')"
+                )
+            )
+        return int(waiting or 0)
 
     yield count

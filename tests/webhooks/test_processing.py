@@ -8,8 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from arq.worker import Retry
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.models import (
@@ -18,7 +17,7 @@ from app.models import (
     MarketplaceSyncLog,
     MarketplaceWebhook,
 )
-from app.webhooks import service
+from app.webhooks import drain, service
 from app.worker_context import WorkerContext
 from tests.conftest import RunningSandbox, auth_headers
 from tests.sync.conftest import connect_shop, control
@@ -38,7 +37,13 @@ async def orders_of(api: httpx.AsyncClient, user: str = "seller-1") -> dict[str,
 
 
 async def process_all(wc: WorkerContext, session_factory: async_sessionmaker) -> list[str]:
-    return [await service.process(wc, e.id) for e in await stored_events(session_factory)]
+    """Drain every connection that has events, as the worker's jobs would; the statuses."""
+    for connection_id in dict.fromkeys(
+        e.connection_id for e in await stored_events(session_factory)
+    ):
+        assert connection_id is not None
+        await drain.drain(wc, connection_id)
+    return [e.status for e in await stored_events(session_factory)]
 
 
 async def changed_order(sandbox: RunningSandbox, platform: str, shop_id: str, **extra: Any) -> str:
@@ -69,11 +74,10 @@ async def test_an_order_push_for_an_order_not_synced_yet_stores_it(
         "webhooks/send",
         {"shopId": credentials["shopId"], "url": URL, "orderIds": [order_id]},
     )
-    # Lazada pushes once per order line: the first event's job takes the others along.
+    # Lazada pushes once per order line: one drain reads the order once for all of them.
     outcomes = await process_all(worker_context, session_factory)
 
-    assert outcomes[0] == "processed" and set(outcomes[1:]) <= {"skipped"}
-    assert {e.status for e in await stored_events(session_factory)} == {"processed"}
+    assert set(outcomes) == {"processed"}
     stored = await orders_of(api)
     assert list(stored) == [order_id]
     if status:
@@ -97,9 +101,10 @@ async def test_processing_an_event_twice_changes_nothing_more(
         {"shopId": credentials["shopId"], "url": URL, "orderIds": [order_id]},
     )
     [event] = await stored_events(session_factory)
+    assert event.connection_id is not None
 
-    assert await service.process(worker_context, event.id) == "processed"
-    assert await service.process(worker_context, event.id) == "skipped"
+    assert await drain.drain(worker_context, event.connection_id) == {"processed": 1}
+    assert await drain.drain(worker_context, event.connection_id) == {}
     [again] = await stored_events(session_factory)
     assert again.attempts == 1
     async with session_factory() as session:
@@ -242,15 +247,18 @@ async def test_a_failing_order_read_retries_then_fails_with_the_reason(
         {"shopId": credentials["shopId"], "url": URL, "orderIds": [order_id]},
     )
     [event] = await stored_events(session_factory)
+    assert event.connection_id is not None
     await control(sandbox, "shopee", "faults", {"server_error_rate": 1.0})
 
-    with pytest.raises(Retry):
-        await service.process(worker_context, event.id, job_try=1)
-    outcome = await service.process(worker_context, event.id, job_try=service.MAX_ATTEMPTS)
+    attempts = worker_context.settings.clients.max_attempts
+    for _ in range(attempts):
+        await drain.drain(worker_context, event.connection_id)
+        async with session_factory() as session:  # as if the back-off had passed
+            await session.execute(update(MarketplaceWebhook).values(next_attempt_at=func.now()))
+            await session.commit()
 
-    assert outcome == "failed"
     [failed] = await stored_events(session_factory)
-    assert failed.status == "failed" and failed.attempts == 2
+    assert failed.status == "failed" and failed.attempts == attempts
     assert failed.error_message and "500" in failed.error_message
 
     await control(sandbox, "shopee", "faults", {"reset": True})
@@ -262,7 +270,7 @@ async def test_a_failing_order_read_retries_then_fails_with_the_reason(
     )
     assert other.status_code == 404
     assert redriven.status_code == 200 and redriven.json()["data"]["status"] == "received"
-    assert await service.process(worker_context, event.id) == "processed"
+    assert await drain.drain(worker_context, event.connection_id) == {"processed": 1}
     again = await api.post(
         f"/api/marketplace/webhooks/{event.id}/retry", headers=auth_headers("seller-1")
     )

@@ -228,9 +228,10 @@ async def test_meta_handshake_echoes_the_challenge_only_for_our_token(
     assert (wrong.status_code, not_subscribe.status_code) == (403, 403)
 
 
-async def test_the_event_is_kept_when_redis_is_down_and_the_sweeper_queues_it(
+async def test_the_event_and_its_job_are_kept_when_redis_is_down_and_the_sweeper_queues_it(
     api: httpx.AsyncClient,
     sandbox: RunningSandbox,
+    database_url: str,
     session_factory: async_sessionmaker[AsyncSession],
     queued_jobs: Any,
     worker_context: Any,
@@ -238,23 +239,21 @@ async def test_the_event_is_kept_when_redis_is_down_and_the_sweeper_queues_it(
     from sqlalchemy import text, update
 
     from app.models import MarketplaceWebhook
-    from tests.conftest import free_port
+    from tests.conftest import free_port, make_settings, running_app
 
     _, credentials = await connect_shop(api, sandbox, "shopee")
-    app = api.app  # type: ignore[attr-defined]
-    live_redis = app.state.redis
-    app.state.redis = type(live_redis).from_url(f"redis://127.0.0.1:{free_port()}/0")
     body = sample_push("shopee", credentials)
-    try:
-        response = await post(api, body, signed("shopee", credentials, body))
-    finally:
-        await app.state.redis.aclose()
-        app.state.redis = live_redis
+    redis_down = make_settings(database_url, f"redis://127.0.0.1:{free_port()}/0", sandbox)
+    async with running_app(redis_down) as no_queue:
+        response = await post(no_queue, body, signed("shopee", credentials, body))
     assert response.status_code == 200
     [event] = await stored_events(session_factory)
-    assert event.status == "received" and await queued_jobs() == 0
+    assert event.status == "received"
+    # The drain job is an outbox row of the event's own transaction: it waits for Redis.
+    assert await queued_jobs() == 1
 
-    async with session_factory() as session:  # as if a few seconds had passed
+    async with session_factory() as session:  # the job was lost, a few seconds have passed
+        await session.execute(text("DELETE FROM job_outbox"))
         await session.execute(
             update(MarketplaceWebhook).values(next_attempt_at=text("now() - interval '1 minute'"))
         )

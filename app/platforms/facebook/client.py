@@ -12,10 +12,10 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import httpx
 
@@ -25,8 +25,11 @@ from app.platforms.base import (
     MarketplaceClient,
     OrderFailure,
     OrderPage,
+    OrdersRead,
+    ReadHint,
     StockResult,
     TokenStore,
+    WindowListing,
     stock_by_listing,
 )
 from app.platforms.errors import (
@@ -41,6 +44,7 @@ from app.platforms.facebook.mapping import (
     OrderMappingError,
     classify_response,
     edge_data,
+    graph_time,
     inline_items_complete,
     map_order,
     map_products,
@@ -84,6 +88,10 @@ PRODUCT_FIELDS = (
 )
 # Graph answers for an id that does not exist or is not visible to the token.
 _MISSING_CODES = frozenset({"100/33", "803"})
+
+
+class OrderUnreadable(PermanentError):
+    """Meta returned the order, but it cannot be normalized."""
 
 
 class FacebookClient(MarketplaceClient):
@@ -161,7 +169,7 @@ class FacebookClient(MarketplaceClient):
 
     async def _pages(
         self, path: str, params: Mapping[str, Any]
-    ) -> AsyncIterator[tuple[list[dict[str, Any]], bool]]:
+    ) -> AsyncGenerator[tuple[list[dict[str, Any]], bool]]:
         """(data, is_last) per page. Only the `after` cursor is used: the `next` URL carries
         the token and proof, so it serves solely as the "more pages" signal."""
         after: str | None = None
@@ -372,25 +380,103 @@ class FacebookClient(MarketplaceClient):
         try:
             return map_order(raw, fully_cancelled=cancelled, refunded=refunded)
         except OrderMappingError as exc:
-            # One unreadable order is that order's failure, not the shop's: reported (the sync
-            # keeps it for retry with these words) and skipped, as Shopee and Lazada do.
-            logger.warning(
-                "facebook order skipped", extra={"order_id": order_id, "reason": str(exc)}
-            )
-            self.events("order_failed", {"externalOrderId": order_id, "message": str(exc)})
-            return None
+            raise OrderUnreadable(f"order {order_id}: {exc}", platform=self.platform.value) from exc
 
     async def get_orders(self, external_order_ids: Sequence[str]) -> list[NormalizedOrder]:
         results = await self._gather_limited(
             [partial(self._read_order, str(oid)) for oid in external_order_ids]
         )
         orders: list[NormalizedOrder] = []
-        for result in results:
-            if isinstance(result, BaseException):
+        for order_id, result in zip(external_order_ids, results, strict=True):
+            if isinstance(result, OrderUnreadable):
+                # One unreadable order is that order's failure, not the shop's: reported (the
+                # sync keeps it for retry with these words) and skipped, as Shopee and Lazada do.
+                logger.warning(
+                    "facebook order skipped", extra={"order_id": order_id, "reason": str(result)}
+                )
+                self.events("order_failed", {"externalOrderId": order_id, "message": str(result)})
+            elif isinstance(result, BaseException):
                 raise result
-            if result is not None:
+            elif result is not None:
                 orders.append(result)
         return orders
+
+    async def _open_listing(self, since: datetime) -> WindowListing[dict[str, Any]]:
+        """`commerce_orders` from `since` to now, all states and full fields, as the sync
+        lists them."""
+        cms = await self.commerce_account_id()
+        window = self._window(since, max(datetime.now(UTC), since))
+        params = {
+            **window,
+            "state": ",".join(ALL_STATES),
+            "fields": ORDER_FIELDS,
+            "limit": self.page_size,
+        }
+
+        async def pages() -> AsyncGenerator[list[dict[str, Any]]]:
+            listing = self._pages(f"{cms}/commerce_orders", params)
+            try:
+                async for data, _ in listing:
+                    yield data
+            finally:
+                await listing.aclose()
+
+        def updated_at(raw: dict[str, Any]) -> datetime:
+            try:
+                return graph_time(raw.get("last_updated"))
+            except OrderMappingError as exc:
+                raise ValueError(str(exc)) from exc
+
+        return WindowListing(
+            since,
+            pages(),
+            order_id=lambda raw: str(raw.get("id")),
+            updated_at=updated_at,
+            context={"cms": cms, "window": window},
+        )
+
+    async def _flags(self, listing: WindowListing[dict[str, Any]]) -> tuple[set[str], set[str]]:
+        """The window's cancelled and refunded ids, listed once per window."""
+        flags = listing.context.get("flags")
+        if flags is None:
+            cms = str(listing.context["cms"])
+            window = cast(dict[str, int], listing.context["window"])
+            flags = listing.context["flags"] = (
+                await self._ids_with(cms, window, "NO_SHIPMENTS"),
+                await self._ids_with(cms, window, "HAS_REFUNDS"),
+            )
+        return cast(tuple[set[str], set[str]], flags)
+
+    async def fetch_orders_by_ids(
+        self, external_order_ids: Sequence[str], hint: ReadHint | None = None
+    ) -> OrdersRead:
+        """As the sync reads: `commerce_orders` by update window from `hint.updated_since`
+        (Graph has no multi-id read of orders), the window's cancelled and refunded ids only
+        when a completed order is among them, then one read per id the window did not
+        return."""
+        ids = list(dict.fromkeys(str(i) for i in external_order_ids))
+        read = OrdersRead()
+        found: dict[str, dict[str, Any]] = {}
+        if hint is not None and hint.updated_since is not None and ids:
+            listing = await self._window_listing(hint.updated_since, self._open_listing)
+            found = await listing.find(ids, hint.changed_at)
+            raws, read.failures = await self._with_items(list(found.values()))
+            cancelled: set[str] = set()
+            refunded: set[str] = set()
+            if any(order_state(raw).upper() == "COMPLETED" for raw in raws):
+                cancelled, refunded = await self._flags(listing)
+            read.orders, mapping_failures = self._map(raws, cancelled, refunded)
+            read.failures += mapping_failures
+        rest = [i for i in ids if i not in found]
+        results = await self._gather_limited([partial(self._read_order, i) for i in rest])
+        for order_id, result in zip(rest, results, strict=True):
+            if isinstance(result, OrderUnreadable):
+                read.failures.append(OrderFailure(order_id, result.message))
+            elif isinstance(result, BaseException):
+                raise result
+            elif result is not None:
+                read.orders.append(result)
+        return read
 
     # --- products and stock --------------------------------------------------------------
 

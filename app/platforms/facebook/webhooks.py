@@ -1,13 +1,13 @@
 """Meta Graph webhooks (reference §3.4 and §6): the subscribe handshake and Page events.
 
 `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw body)>`. A delivery is
-`{"object": "page", "entry": [...]}` and may batch several Pages of one app; each entry (one
-Page's `changes` or `messaging`) becomes one event. Meta has no commerce-order topic: orders
-still come from the sync, and Page events wait for the social-orders issue."""
+`{"object": "page", "entry": [...]}` and may batch several Pages of one app, each entry many
+changes or Messenger events; every one of them becomes its own event."""
 
 from __future__ import annotations
 
 import hmac
+from datetime import datetime
 from typing import Any, ClassVar
 
 from app.platforms.facebook.auth import hub_signature_256
@@ -18,10 +18,13 @@ from app.platforms.webhooks import (
     SigningKey,
     WebhookEvent,
     canonical_digest,
+    epoch_time,
+    iso_time,
     text_id,
 )
 
 SOCIAL_FIELDS = frozenset({"feed", "messages", "live_videos", "mention"})
+ORDER_FIELD = "commerce_orders"
 
 
 def verify_handshake(
@@ -41,14 +44,25 @@ def _entries(document: Any) -> list[dict[str, Any]]:
     return [entry for entry in document["entry"] if isinstance(entry, dict)]
 
 
+def _items(entry: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    items = entry.get(key)
+    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
+
 class FacebookPushParser:
     platform: ClassVar[PlatformCode] = PlatformCode.FACEBOOK
-    # Meta pushes no orders (orders come from the sync).
-    order_event_types: ClassVar[frozenset[str]] = frozenset()
+    # Meta documents no commerce-order topic (reference §3.3, unconfirmed); a `commerce_orders`
+    # change (the sandbox's name) names an order and is read as the sync reads.
+    order_event_types: ClassVar[frozenset[str]] = frozenset({ORDER_FIELD})
 
     def shop_ids(self, document: Any) -> list[str]:
         pages = (text_id(entry.get("id")) for entry in _entries(document))
         return list(dict.fromkeys(page for page in pages if page))
+
+    def sent_at(self, document: Any) -> datetime | None:
+        times = [epoch_time(entry.get("time")) for entry in _entries(document)]
+        known = [moment for moment in times if moment is not None]
+        return min(known) if known else None
 
     def verify(self, push: PushRequest, key: SigningKey) -> bool:
         header = push.headers.get("x-hub-signature-256")
@@ -58,32 +72,59 @@ class FacebookPushParser:
         return hmac.compare_digest(expected.encode(), header.strip().lower().encode())
 
     def parse(self, document: Any, body: bytes) -> list[WebhookEvent]:
+        """One event per change of every entry and per Messenger event: Meta batches up to
+        1,000 updates of several Pages in one delivery. Each event's payload is the envelope
+        with its one entry holding just that change, so it is handled (and parsed again) on
+        its own."""
         events = []
         for entry in _entries(document):
             page_id = text_id(entry.get("id"))
             if page_id is None:
                 continue
-            if isinstance(entry.get("messaging"), list):
-                fields = ["messages"]
-            else:
-                changes = entry.get("changes")
-                changes = changes if isinstance(changes, list) else []
-                fields = sorted(
-                    {str(c.get("field")) for c in changes if isinstance(c, dict) and c.get("field")}
+            head = {k: v for k, v in entry.items() if k not in ("changes", "messaging")}
+            for change in _items(entry, "changes"):
+                events.append(self._change(document, page_id, head, change))
+            for message in _items(entry, "messaging"):
+                payload = {
+                    "object": document.get("object"),
+                    "entry": [{**head, "messaging": [message]}],
+                }
+                events.append(
+                    WebhookEvent(
+                        platform=self.platform,
+                        shop_id=page_id,
+                        event_type="messages",
+                        kind=EventKind.SOCIAL,
+                        dedupe_key=f"messaging:{canonical_digest([page_id, message])}",
+                        payload=payload,
+                    )
                 )
-            event_type = ",".join(fields) or "unknown"
-            social = bool(fields) and set(fields) <= SOCIAL_FIELDS
-            events.append(
-                WebhookEvent(
-                    platform=self.platform,
-                    shop_id=page_id,
-                    event_type=event_type[:64],
-                    kind=EventKind.SOCIAL if social else EventKind.OTHER,
-                    dedupe_key=f"entry:{canonical_digest(entry)}",
-                    payload={"object": document.get("object"), "entry": [entry]},
-                )
-            )
         return events
+
+    def _change(
+        self, document: dict[str, Any], page_id: str, head: dict[str, Any], change: dict[str, Any]
+    ) -> WebhookEvent:
+        field = str(change.get("field") or "unknown")[:64]
+        value = change.get("value")
+        value = value if isinstance(value, dict) else {}
+        kind = EventKind.SOCIAL if field in SOCIAL_FIELDS else EventKind.OTHER
+        order_id = text_id(value.get("order_id")) if field == ORDER_FIELD else None
+        if order_id is not None:
+            kind = EventKind.ORDER
+        # The change's own content, not the entry's delivery time: a redelivery is the same.
+        dedupe = f"change:{canonical_digest([page_id, change])}"
+        return WebhookEvent(
+            platform=self.platform,
+            shop_id=page_id,
+            event_type=field,
+            kind=kind,
+            dedupe_key=dedupe,
+            payload={"object": document.get("object"), "entry": [{**head, "changes": [change]}]},
+            order_ids=(order_id,) if order_id else (),
+            changed_at=(iso_time(value.get("last_updated")) or epoch_time(head.get("time")))
+            if order_id
+            else None,
+        )
 
 
 PARSER = FacebookPushParser()

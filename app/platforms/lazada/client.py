@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 from xml.sax.saxutils import escape
 
 from app.platforms.base import (
@@ -22,7 +22,10 @@ from app.platforms.base import (
     MarketplaceClient,
     OrderFailure,
     OrderPage,
+    OrdersRead,
+    ReadHint,
     StockResult,
+    WindowListing,
     stock_by_listing,
 )
 from app.platforms.errors import (
@@ -139,7 +142,7 @@ class _OrderLister:
     def __post_init__(self) -> None:
         self.resume = self.start
 
-    async def pages(self) -> AsyncIterator[_Listed]:
+    async def pages(self) -> AsyncGenerator[_Listed]:
         window = _floor(self.start)
         query_end = _ceil(self.end)
         restarts = 0
@@ -414,19 +417,8 @@ class LazadaClient(MarketplaceClient):
     async def get_orders(self, external_order_ids: Sequence[str]) -> list[NormalizedOrder]:
         ids = list(dict.fromkeys(str(i) for i in external_order_ids))
         limit = asyncio.Semaphore(self.config.tuning.detail_concurrency)
-
-        async def one(order_id: str) -> Row | None:
-            async with limit:
-                try:
-                    payload = await self._call("GET", "/order/get", {"order_id": order_id})
-                except PermanentError as exc:
-                    if exc.code in _NOT_FOUND_CODES or "invalid order id" in exc.message.lower():
-                        return None
-                    raise
-            data = payload.get("data")
-            return data if isinstance(data, dict) and data else None
-
-        found = [o for o in await asyncio.gather(*(one(i) for i in ids)) if o is not None]
+        answers = await asyncio.gather(*(self._get_order(i, limit) for i in ids))
+        found = [o for o in answers if o is not None]
         rows, refused = await self._items_for([str(o.get("order_id")) for o in found], limit)
         orders, failures = self._normalize(found, rows, refused)
         for failure in failures:
@@ -435,6 +427,84 @@ class LazadaClient(MarketplaceClient):
                 {"externalOrderId": failure.external_order_id, "message": failure.message},
             )
         return orders
+
+    async def _get_order(self, order_id: str, limit: asyncio.Semaphore) -> Row | None:
+        """One order by id (`/order/get`); None when Lazada does not know it."""
+        async with limit:
+            try:
+                payload = await self._call("GET", "/order/get", {"order_id": order_id})
+            except PermanentError as exc:
+                if exc.code in _NOT_FOUND_CODES or "invalid order id" in exc.message.lower():
+                    return None
+                raise
+        data = payload.get("data")
+        return data if isinstance(data, dict) and data else None
+
+    async def _open_listing(self, since: datetime) -> WindowListing[Row]:
+        """`/orders/get` from `since` to now in updated_at order (the sync's own lister);
+        rows it could not read are kept as failures, and a window that cannot be paged ends
+        the listing (what is left is read by id)."""
+        failures: dict[str, OrderFailure] = {}
+        until = max(datetime.now(UTC) + _SECOND, since + _SECOND)
+
+        async def pages() -> AsyncGenerator[list[Row]]:
+            lister = _OrderLister(self, since, until).pages()
+            try:
+                async for listed in lister:
+                    failures.update({f.external_order_id: f for f in listed.failures})
+                    yield listed.orders
+            except PermanentError:
+                return
+            finally:
+                await lister.aclose()
+
+        def updated_at(row: Row) -> datetime:
+            try:
+                return parse_time(row.get("updated_at"))
+            except LazadaMappingError as exc:
+                raise ValueError(str(exc)) from exc
+
+        return WindowListing(
+            since,
+            pages(),
+            order_id=lambda row: str(row.get("order_id")),
+            updated_at=updated_at,
+            context={"failures": failures},
+        )
+
+    async def _scan_window(
+        self, wanted: Sequence[str], hint: ReadHint
+    ) -> tuple[dict[str, Row], list[OrderFailure]]:
+        """The wanted orders found in the update window from `hint.updated_since` (100 a
+        page), and those listed but unreadable."""
+        assert hint.updated_since is not None
+        listing = await self._window_listing(hint.updated_since, self._open_listing)
+        found = await listing.find(wanted, hint.changed_at)
+        failures = cast(dict[str, OrderFailure], listing.context["failures"])
+        return found, [failures[i] for i in wanted if i in failures and i not in found]
+
+    async def fetch_orders_by_ids(
+        self, external_order_ids: Sequence[str], hint: ReadHint | None = None
+    ) -> OrdersRead:
+        """As the sync reads: `/orders/get` by update window from `hint.updated_since`, paged
+        until every id is found; then the items of up to 50 orders per `/orders/items/get`;
+        `/order/get` only for an id the window did not return."""
+        ids = list(dict.fromkeys(str(i) for i in external_order_ids))
+        limit = asyncio.Semaphore(self.config.tuning.detail_concurrency)
+        found: dict[str, Row] = {}
+        failures: list[OrderFailure] = []
+        if hint is not None and hint.updated_since is not None and ids:
+            found, failures = await self._scan_window(ids, hint)
+        answered = set(found) | {f.external_order_id for f in failures}
+        rest = [i for i in ids if i not in answered]
+        for order_id, row in zip(
+            rest, await asyncio.gather(*(self._get_order(i, limit) for i in rest)), strict=True
+        ):
+            if row is not None:
+                found[order_id] = row
+        rows, refused = await self._items_for(list(found), limit)
+        orders, item_failures = self._normalize(list(found.values()), rows, refused)
+        return OrdersRead(orders=orders, failures=failures + item_failures)
 
     # --- products and stock --------------------------------------------------------------
 

@@ -6,6 +6,7 @@ trade-order status change, 10 a reverse order (return, refund, cancel), 8 a toke
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, ClassVar
 
 from app.platforms.lazada.auth import verify_push
@@ -16,6 +17,7 @@ from app.platforms.webhooks import (
     SigningKey,
     WebhookEvent,
     canonical_digest,
+    epoch_time,
     text_id,
 )
 
@@ -42,6 +44,9 @@ class LazadaPushParser:
         seller_id = text_id(document.get("seller_id")) if isinstance(document, dict) else None
         return [seller_id] if seller_id else []
 
+    def sent_at(self, document: Any) -> datetime | None:
+        return epoch_time(document.get("timestamp")) if isinstance(document, dict) else None
+
     def verify(self, push: PushRequest, key: SigningKey) -> bool:
         header = push.headers.get("authorization")
         return verify_push(key.api_key, key.api_secret, push.body, header)
@@ -59,12 +64,16 @@ class LazadaPushParser:
         order_id = text_id(data.get("trade_order_id"))
         dedupe = f"{message_type}:{canonical_digest(document)}"
         # Lazada pushes per order line and retries with the same line and state (LZ-LPM-ZH).
+        # The order id is part of the key: a line id may be empty, and two orders' lines in
+        # the same state at the same second must stay two events.
         if message_type == 0 and order_id:
             line = text_id(data.get("trade_order_line_id"))
-            dedupe = f"0:{line}:{data.get('order_status')}:{data.get('status_update_time')}"
+            status, at = data.get("order_status"), data.get("status_update_time")
+            dedupe = f"0:{order_id}:{line}:{status}:{at}"
         elif message_type == 10 and order_id:
             line = text_id(data.get("reverse_order_line_id"))
-            dedupe = f"10:{line}:{data.get('reverse_status')}:{data.get('status_update_time')}"
+            status, at = data.get("reverse_status"), data.get("status_update_time")
+            dedupe = f"10:{order_id}:{line}:{status}:{at}"
         if kind is EventKind.ORDER and not order_id:
             kind = EventKind.OTHER
         reason = None
@@ -82,6 +91,7 @@ class LazadaPushParser:
                 dedupe_key=dedupe,
                 payload=document,
                 order_ids=(order_id,) if kind is EventKind.ORDER and order_id else (),
+                changed_at=epoch_time(data.get("status_update_time")),
                 status_reason=reason,
             )
         ]

@@ -7,6 +7,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -15,6 +16,8 @@ from app.platforms.base import (
     MarketplaceClient,
     OrderFailure,
     OrderPage,
+    OrdersRead,
+    ReadHint,
     StockResult,
     stock_by_listing,
 )
@@ -73,6 +76,13 @@ ORDER_DETAIL_FIELDS = (
 )
 # Refresh tokens last 30 days (reference §1.4); Shopee's answer does not say so itself.
 REFRESH_TOKEN_LIFETIME = timedelta(days=30)
+
+
+@dataclass(slots=True)
+class _Details:
+    orders: list[NormalizedOrder] = field(default_factory=list)
+    failures: list[OrderFailure] = field(default_factory=list)
+    returned: set[str] = field(default_factory=set)  # answered for, read or not
 
 
 def _whole_seconds_ceil(moment: datetime) -> int:
@@ -315,38 +325,62 @@ class ShopeeClient(MarketplaceClient):
     async def _detail_batch(
         self, order_sns: Sequence[str], semaphore: asyncio.Semaphore
     ) -> tuple[list[NormalizedOrder], list[OrderFailure]]:
+        """Details of up to 50 orders; an order Shopee did not return is a failure too."""
+        read = await self._read_details(order_sns, semaphore)
+        read.failures.extend(
+            OrderFailure(sn, "Shopee did not return this order's details")
+            for sn in order_sns
+            if sn not in read.returned
+        )
+        return read.orders, read.failures
+
+    async def _read_details(
+        self, order_sns: Sequence[str], semaphore: asyncio.Semaphore
+    ) -> _Details:
         """Details of up to 50 orders. A batch Shopee refuses outright is split into single
         orders, so one bad order never costs the others; mapping failures are per order."""
+        read = _Details()
         if not order_sns:
-            return [], []
+            return read
         try:
             raw_orders = await self._fetch_details(order_sns, semaphore)
         except PermanentError as exc:
             if len(order_sns) == 1:
-                return [], [OrderFailure(order_sns[0], exc.message)]
-            parts = await asyncio.gather(*(self._detail_batch([sn], semaphore) for sn in order_sns))
-            return (
-                [order for orders, _ in parts for order in orders],
-                [failure for _, failures in parts for failure in failures],
-            )
-        orders: list[NormalizedOrder] = []
-        failures: list[OrderFailure] = []
-        returned: set[str] = set()
+                read.failures.append(OrderFailure(order_sns[0], exc.message))
+                read.returned.add(order_sns[0])
+                return read
+            parts = await asyncio.gather(*(self._read_details([sn], semaphore) for sn in order_sns))
+            for part in parts:
+                read.orders.extend(part.orders)
+                read.failures.extend(part.failures)
+                read.returned.update(part.returned)
+            return read
         for raw in raw_orders:
             order_sn = str(raw.get("order_sn") or "?") if isinstance(raw, dict) else "?"
-            returned.add(order_sn)
+            read.returned.add(order_sn)
             try:
                 if not isinstance(raw, dict):
                     raise OrderMappingError("order is not an object")
-                orders.append(map_order(raw))
+                read.orders.append(map_order(raw))
             except OrderMappingError as exc:
-                failures.append(OrderFailure(order_sn, str(exc)))
-        failures.extend(
-            OrderFailure(sn, "Shopee did not return this order's details")
-            for sn in order_sns
-            if sn not in returned
+                read.failures.append(OrderFailure(order_sn, str(exc)))
+        return read
+
+    async def fetch_orders_by_ids(
+        self, external_order_ids: Sequence[str], hint: ReadHint | None = None
+    ) -> OrdersRead:
+        """`get_order_detail` with 50 order numbers a call, the batches concurrent as in the
+        sync (Shopee has no list call that would read them more cheaply)."""
+        semaphore = asyncio.Semaphore(self.config.tuning.detail_concurrency)
+        ids = list(dict.fromkeys(external_order_ids))
+        batches = [
+            ids[i : i + self.detail_batch_size] for i in range(0, len(ids), self.detail_batch_size)
+        ]
+        parts = await asyncio.gather(*(self._read_details(b, semaphore) for b in batches))
+        return OrdersRead(
+            orders=[order for part in parts for order in part.orders],
+            failures=[failure for part in parts for failure in part.failures],
         )
-        return orders, failures
 
     async def get_orders(self, external_order_ids: Sequence[str]) -> list[NormalizedOrder]:
         semaphore = asyncio.Semaphore(self.config.tuning.detail_concurrency)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar
 
 import httpx
@@ -24,6 +25,7 @@ from app.platforms.webhooks import (
     SigningKey,
     WebhookEvent,
     canonical_digest,
+    epoch_time,
     text_id,
 )
 
@@ -56,6 +58,9 @@ class ShopeePushParser:
     def shop_ids(self, document: Any) -> list[str]:
         shop_id = text_id(document.get("shop_id")) if isinstance(document, dict) else None
         return [shop_id] if shop_id else []
+
+    def sent_at(self, document: Any) -> datetime | None:
+        return epoch_time(document.get("timestamp")) if isinstance(document, dict) else None
 
     def verify(self, push: PushRequest, key: SigningKey) -> bool:
         header = push.headers.get("authorization")
@@ -103,6 +108,7 @@ class ShopeePushParser:
                 dedupe_key=dedupe,
                 payload=document,
                 order_ids=orders,
+                changed_at=epoch_time(data.get("update_time")) if orders else None,
                 connection_status=status,
                 status_reason=reason,
             )
