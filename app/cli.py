@@ -517,6 +517,12 @@ _SETTING_HELP = {
     "AUTH_JWT_ISSUER": "required `iss` of tokens, checked when set",
     "AUTH_MAX_TOKEN_TTL_SECONDS": "tokens whose exp lies further ahead are refused (401); "
     "`token --ttl` stays within it",
+    "AUTH_ACCESS_TOKEN_TTL_SECONDS": "lifetime of a login's access token (at most "
+    "AUTH_MAX_TOKEN_TTL_SECONDS)",
+    "AUTH_REFRESH_TOKEN_TTL_SECONDS": "a refresh token unused this long expires",
+    "AUTH_LOGIN_MAX_FAILURES": "failed logins per e-mail or client address within the window "
+    "before 429",
+    "AUTH_LOGIN_WINDOW_SECONDS": "the window failed logins are counted in",
     "METRICS_TOKEN": "bearer token /metrics then requires; it also adds the lag per connection",
     "CREDENTIALS_ENCRYPTION_KEYS": "comma-separated Fernet keys; the first encrypts "
     "(generated in embedded mode)",
@@ -682,7 +688,8 @@ def build_parser() -> argparse.ArgumentParser:
     user = command(
         "user",
         "manage local accounts (e-mail and password)",
-        "Local accounts log in with `POST /api/auth/login`.",
+        "Manage local accounts: they log in with their e-mail and password\n"
+        "(`POST /api/auth/login`) instead of a token from the CLI or an identity provider.",
     )
     user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
     user_create = user_sub.add_parser(
