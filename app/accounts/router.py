@@ -16,6 +16,7 @@ from app.accounts.schemas import (
 )
 from app.auth import CurrentUser, ensure_same_user
 from app.deps import RedisDep, SettingsDep
+from app.models.api_key import ApiKey
 from app.schemas import DataResponse, error_responses
 from app.uow import UowDep
 
@@ -90,7 +91,7 @@ async def logout(body: RefreshRequest, uow: UowDep) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-def _key_out(row: object) -> ApiKeyOut:
+def _key_out(row: ApiKey) -> ApiKeyOut:
     return ApiKeyOut.model_validate(row)
 
 
@@ -120,7 +121,8 @@ async def create_api_key(
 async def list_api_keys(
     uow: UowDep, user: CurrentUser, user_id: UserIdQuery = None
 ) -> DataResponse[list[ApiKeyOut]]:
-    """The user's active keys, by name and last 4 characters."""
+    """The user's active keys, by name and last 4 characters. Needs a login or
+    identity-provider token (not an API key)."""
     owner = ensure_same_user(user, user_id)
     return DataResponse(
         data=[_key_out(row) for row in await service.list_api_keys(uow.session, owner)]
@@ -139,7 +141,8 @@ async def revoke_api_key(
     user: CurrentUser,
     user_id: UserIdQuery = None,
 ) -> Response:
-    """Revokes the key at once: requests with it are 401 from then on."""
+    """Revokes the key at once: requests with it are 401 from then on. Needs a login or
+    identity-provider token (not an API key)."""
     owner = ensure_same_user(user, user_id)
     await service.revoke_api_key(uow.session, owner, key_id)
     await uow.commit()

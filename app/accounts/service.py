@@ -14,6 +14,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import repository
@@ -126,7 +127,10 @@ async def create_user(session: AsyncSession, email: str, password: str) -> User:
         raise EmailTaken()
     user = User(email=email, password_hash=await asyncio.to_thread(_hasher.hash, password))
     session.add(user)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError as exc:  # created meanwhile by another process
+        raise EmailTaken() from exc
     return user
 
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import httpx
 import jwt
+import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -258,3 +259,38 @@ async def test_with_both_keys_login_and_provider_tokens_both_work(
         # An HS256 token not issued by login stays refused when RS256 is configured.
         plain = issue_token(user_id, ttl=timedelta(minutes=5), secret=JWT_SECRET)
         assert (await api.get(CONNECTIONS, headers=_bearer(plain))).status_code == 401
+
+
+async def test_an_unknown_email_is_checked_against_a_hash_like_a_real_one(
+    api: httpx.AsyncClient,
+    session_factory: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.accounts import service
+
+    checked: list[str] = []
+    real = service._password_matches
+
+    def recording(password_hash: str, password: str) -> bool:
+        checked.append(password_hash)
+        return real(password_hash, password)
+
+    monkeypatch.setattr(service, "_password_matches", recording)
+    await make_user(session_factory, "ann@example.com")
+    await login(api, "ann@example.com", "wrong password")
+    await login(api, "nobody@example.com", "wrong password")
+    known, unknown = checked
+    # The same argon2 variant and parameters: the same work, so about the same time.
+    assert known.rsplit("$", 2)[0] == unknown.rsplit("$", 2)[0]
+    assert known != unknown
+
+
+async def test_login_is_503_when_redis_is_down(
+    settings: Settings, clean: None, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    await make_user(session_factory, "ann@example.com")
+    down = settings.model_copy(update={"redis_url": "redis://127.0.0.1:9"})
+    async with running_app(down) as api:
+        response = await login(api, "ann@example.com")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "service_unavailable"
