@@ -294,3 +294,19 @@ async def test_login_is_503_when_redis_is_down(
         response = await login(api, "ann@example.com")
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "service_unavailable"
+
+
+async def test_two_refreshes_racing_with_one_token_get_one_pair_at_most(
+    api: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    await make_user(session_factory, "ann@example.com")
+    token = (await login(api, "ann@example.com")).json()["data"]["refreshToken"]
+    responses = await asyncio.gather(
+        *(api.post("/api/auth/refresh", json={"refreshToken": token}) for _ in range(4))
+    )
+    assert sorted(r.status_code for r in responses) == [200, 401, 401, 401]
+    async with session_factory() as session:
+        tokens = (await session.execute(select(RefreshToken))).scalars().all()
+    # One rotation happened; the replays then revoked the whole family, the new token too.
+    assert len(tokens) == 2
+    assert all(t.revoked_at is not None for t in tokens)
