@@ -417,6 +417,53 @@ def cmd_move_hosts(args: argparse.Namespace) -> None:
     print(f"Moved {count} connection(s) to the hosts above; their next calls go there.")
 
 
+def _read_new_password(from_stdin: bool) -> str:
+    import getpass
+
+    if from_stdin:
+        # One line; only its line ending is dropped (spaces may be part of a passphrase).
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        _fail("no terminal to ask for the password on: pass it with --password-stdin")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Password again: ") != first:
+        _fail("the two passwords differ; nothing was stored")
+    return first
+
+
+def cmd_user_create(args: argparse.Namespace) -> None:
+    from app.accounts.service import (
+        EmailTaken,
+        InvalidAccount,
+        check_new_account,
+        create_user,
+        normalize_email,
+    )
+    from app.db import Database
+
+    password = _read_new_password(args.password_stdin)
+    try:
+        check_new_account(normalize_email(args.email), password)
+    except InvalidAccount as exc:
+        _fail(str(exc))
+    settings = _tool_settings()
+
+    async def create() -> str:
+        database = Database(settings)
+        try:
+            async with database.sessionmaker() as session:
+                user = await create_user(session, args.email, password)
+                await session.commit()
+                return str(user.id)
+        finally:
+            await database.dispose()
+
+    try:
+        print(asyncio.run(create()))
+    except EmailTaken:
+        _fail(f"an account with the e-mail {normalize_email(args.email)} exists already")
+
+
 def _tool_settings() -> Settings:
     """The settings of a one-off command that needs the database: in embedded mode, those of
     the `serve` running on OMNI_DATA_DIR."""
@@ -470,6 +517,12 @@ _SETTING_HELP = {
     "AUTH_JWT_ISSUER": "required `iss` of tokens, checked when set",
     "AUTH_MAX_TOKEN_TTL_SECONDS": "tokens whose exp lies further ahead are refused (401); "
     "`token --ttl` stays within it",
+    "AUTH_ACCESS_TOKEN_TTL_SECONDS": "lifetime of a login's access token (at most "
+    "AUTH_MAX_TOKEN_TTL_SECONDS)",
+    "AUTH_REFRESH_TOKEN_TTL_SECONDS": "a refresh token unused this long expires",
+    "AUTH_LOGIN_MAX_FAILURES": "failed logins per e-mail or client address within the window "
+    "before 429",
+    "AUTH_LOGIN_WINDOW_SECONDS": "the window failed logins are counted in",
     "METRICS_TOKEN": "bearer token /metrics then requires; it also adds the lag per connection",
     "CREDENTIALS_ENCRYPTION_KEYS": "comma-separated Fernet keys; the first encrypts "
     "(generated in embedded mode)",
@@ -631,6 +684,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--private-key", metavar="FILE", help="PEM private key to sign with (RS256 set-ups)"
     )
     token.set_defaults(func=cmd_token)
+
+    user = command(
+        "user",
+        "manage local accounts (e-mail and password)",
+        "Manage local accounts: they log in with their e-mail and password\n"
+        "(`POST /api/auth/login`) instead of a token from the CLI or an identity provider.",
+    )
+    user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    user_create = user_sub.add_parser(
+        "create",
+        help="create an account and print its user id",
+        description="Create an account and print its user id (the `sub` of its tokens and the\n"
+        "`userId` of its requests). The password is asked twice on the terminal, or read\n"
+        "as one line from standard input with --password-stdin; at least 12 characters.\n"
+        "An e-mail that exists already (in any letter case) is refused. In embedded mode\n"
+        "it uses the database of the `serve` running on OMNI_DATA_DIR.",
+        epilog=_environment_help(["DATABASE_URL", "REDIS_URL", "OMNI_DATA_DIR"]),
+        formatter_class=_HelpFormatter,
+    )
+    user_create.add_argument("--email", required=True, help="the account's e-mail address")
+    user_create.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    user_create.set_defaults(func=cmd_user_create)
 
     sandbox = command(
         "sandbox",

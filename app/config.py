@@ -115,6 +115,19 @@ class Settings(BaseSettings):
     # Finished and failed outbox rows are deleted this long after they ended.
     job_keep_done_hours: float = Field(24.0, validation_alias="JOB_KEEP_DONE_HOURS", ge=0)
 
+    # --- accounts (h10): login tokens, refresh tokens and login throttling
+    # Lifetime of a login's access token; AUTH_MAX_TOKEN_TTL_SECONDS caps it.
+    auth_access_token_ttl_seconds: int = Field(
+        900, validation_alias="AUTH_ACCESS_TOKEN_TTL_SECONDS", ge=60
+    )
+    # A refresh token unused for this long expires (each refresh starts a new one).
+    auth_refresh_token_ttl_seconds: int = Field(
+        2_592_000, validation_alias="AUTH_REFRESH_TOKEN_TTL_SECONDS", ge=300
+    )
+    # This many failed logins within the window, for one e-mail or one client address: 429.
+    auth_login_max_failures: int = Field(10, validation_alias="AUTH_LOGIN_MAX_FAILURES", ge=1)
+    auth_login_window_seconds: int = Field(900, validation_alias="AUTH_LOGIN_WINDOW_SECONDS", ge=1)
+
     # --- connect flows: the operator's app on each marketplace (INTERFACE "Authorization flows")
     shopee_partner_id: str | None = Field(None, validation_alias="SHOPEE_PARTNER_ID")
     shopee_partner_key: SecretStr | None = Field(None, validation_alias="SHOPEE_PARTNER_KEY")

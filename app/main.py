@@ -15,6 +15,7 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
+from app.accounts.router import auth_router, keys_router
 from app.analytics.router import router as analytics_router
 from app.auth import TokenVerifier
 from app.authorize.router import router as authorize_router
@@ -136,6 +137,8 @@ def create_app(
     app.include_router(inventory_router)
     app.include_router(analytics_router)
     app.include_router(live_router)
+    app.include_router(auth_router)
+    app.include_router(keys_router)
 
     @app.get("/health", tags=["operations"])
     async def health() -> dict[str, str]:

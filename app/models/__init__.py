@@ -1,6 +1,7 @@
 """ORM models, one file per table; importing this package registers them all."""
 
 from app.models.alert import MarketplaceAlert
+from app.models.api_key import ApiKey
 from app.models.base import Base
 from app.models.connect_grant import MarketplaceConnectGrant
 from app.models.connect_state import MarketplaceConnectState
@@ -16,6 +17,7 @@ from app.models.order import MarketplaceOrder
 from app.models.order_item import MarketplaceOrderItem
 from app.models.platform import MarketplacePlatform
 from app.models.product import MarketplaceProduct
+from app.models.refresh_token import RefreshToken
 from app.models.sku_mapping import SkuMapping
 from app.models.social_order import SocialOrder
 from app.models.social_order_line import SocialOrderLine
@@ -24,9 +26,11 @@ from app.models.stock_ledger import StockLedgerEntry
 from app.models.stock_level import MarketplaceStockLevel
 from app.models.stock_reservation import StockReservation
 from app.models.sync_log import MarketplaceSyncLog
+from app.models.user import User
 from app.models.webhook import MarketplaceWebhook
 
 __all__ = [
+    "ApiKey",
     "Base",
     "InventorySku",
     "JobOutbox",
@@ -46,10 +50,12 @@ __all__ = [
     "MarketplaceSyncLog",
     "MarketplaceWebhook",
     "MessengerThread",
+    "RefreshToken",
     "SkuMapping",
     "SocialOrder",
     "SocialOrderLine",
     "SocialReply",
     "StockLedgerEntry",
     "StockReservation",
+    "User",
 ]

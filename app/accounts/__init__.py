@@ -1,0 +1,1 @@
+"""Local accounts (e-mail and password), their login and refresh tokens, and API keys."""
