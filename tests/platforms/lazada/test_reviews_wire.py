@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -59,7 +60,7 @@ async def test_history_is_read_in_signed_windows_of_at_most_seven_days() -> None
         assert 0 < span < 7 * 86_400_000
         assert window["item_id"] == "2419854443" and window["current"] == "1"
     # Contiguous: each window starts one millisecond after the previous one ends.
-    for earlier, later in zip(windows, windows[1:], strict=False):
+    for earlier, later in itertools.pairwise(windows):
         assert int(later["start_time"]) == int(earlier["end_time"]) + 1
     request = history.calls[0].request
     signed = {k: v for k, v in params(request).items() if k != "sign"}
