@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from arq import cron
+from arq import cron, func
 from sqlalchemy import select
 
 from app.models import MarketplaceConnection
@@ -38,7 +38,9 @@ async def schedule_review_syncs(ctx: JobContext) -> int:
     return len(connections)
 
 
-FUNCTIONS: list[Any] = [sync_reviews]
+# No result kept: arq refuses a job id whose result it still holds, and the dedupe key is the
+# connection's, so a kept result would block the next sync of the shop for an hour.
+FUNCTIONS: list[Any] = [func(arq_job(sync_reviews), name="sync_reviews", keep_result=0)]
 CRON_JOBS = [
     cron(arq_job(schedule_review_syncs), hour=REVIEW_SYNC_HOURS, minute=37, unique=True),
 ]
