@@ -8,9 +8,6 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING, Any
 
-# A circular import by design: shopee.py mounts this module's API, this module uses its
-# envelope helpers at call time (the name resolves while shopee.py is still loading).
-from app.sandbox import shopee
 from app.sandbox.review_seed import SeedReview, book_for
 
 if TYPE_CHECKING:
@@ -25,6 +22,7 @@ def _cursor(offset: int, item_id: int | None) -> str:
 
 
 def _offset(cursor: str, item_id: int | None) -> int:
+    from app.sandbox import shopee
     if not cursor:
         return 0
     try:
@@ -62,6 +60,7 @@ def render_comment(review: SeedReview, order_sn: str) -> dict[str, Any]:
 
 
 async def get_comment(state: ShopeeSandbox, call: Call) -> dict[str, Any]:
+    from app.sandbox import shopee  # shopee.py mounts this module: imported at call time
     shop = call.the_shop
     book = book_for(shop, shop.seeded)
     if "cursor" not in call.query:
@@ -103,6 +102,7 @@ async def get_comment(state: ShopeeSandbox, call: Call) -> dict[str, Any]:
 
 
 async def reply_comment(state: ShopeeSandbox, call: Call) -> dict[str, Any]:
+    from app.sandbox import shopee
     shop = call.the_shop
     book = book_for(shop, shop.seeded)
     comments = call.body.get("comment_list")
