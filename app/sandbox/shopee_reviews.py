@@ -23,6 +23,7 @@ def _cursor(offset: int, item_id: int | None) -> str:
 
 def _offset(cursor: str, item_id: int | None) -> int:
     from app.sandbox import shopee
+
     if not cursor:
         return 0
     try:
@@ -61,6 +62,7 @@ def render_comment(review: SeedReview, order_sn: str) -> dict[str, Any]:
 
 async def get_comment(state: ShopeeSandbox, call: Call) -> dict[str, Any]:
     from app.sandbox import shopee  # shopee.py mounts this module: imported at call time
+
     shop = call.the_shop
     book = book_for(shop, shop.seeded)
     if "cursor" not in call.query:
@@ -103,6 +105,7 @@ async def get_comment(state: ShopeeSandbox, call: Call) -> dict[str, Any]:
 
 async def reply_comment(state: ShopeeSandbox, call: Call) -> dict[str, Any]:
     from app.sandbox import shopee
+
     shop = call.the_shop
     book = book_for(shop, shop.seeded)
     comments = call.body.get("comment_list")
