@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from arq.connections import ArqRedis
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.models import MarketplaceReview
+from app.reviews.service import REPLY_CLAIM_SECONDS
 from app.sandbox.review_seed import SeedReview
 from tests.conftest import RunningSandbox, auth_headers
 from tests.products.helpers import connect
@@ -285,3 +287,88 @@ async def test_bad_list_parameters_are_422(api: httpx.AsyncClient) -> None:
             headers=auth_headers(USER),
         )
         assert response.status_code == 422, params
+
+
+async def test_a_reply_being_sent_blocks_a_second_one_until_its_claim_expires(
+    api: httpx.AsyncClient,
+    sandbox: RunningSandbox,
+    settings: Settings,
+    redis: ArqRedis,
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    connection, credentials = await shop_with_products(api, sandbox, settings, "shopee")
+    await sync_reviews(api, redis, settings, connection)
+    target = repliable(review_book(sandbox, "shopee", credentials["shopId"]).reviews)
+    row = await row_of(api, str(target.review_id))
+    now = datetime.now(UTC)
+    await set_claim(session_factory, row["id"], now)
+    calls = sandbox.sandboxes.shopee.calls["/api/v2/product/reply_comment"]
+
+    response = await reply(api, row["id"], "ขอบคุณค่ะ")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "reply_in_progress"
+    assert sandbox.sandboxes.shopee.calls["/api/v2/product/reply_comment"] == calls
+
+    # A request that died mid-call leaves its claim; after REPLY_CLAIM_SECONDS it is retried.
+    await set_claim(session_factory, row["id"], now - timedelta(seconds=REPLY_CLAIM_SECONDS + 1))
+    response = await reply(api, row["id"], "ขอบคุณค่ะ")
+    assert response.status_code == 200, response.text
+    assert target.reply_text == "ขอบคุณค่ะ"
+
+
+async def test_an_unreachable_platform_is_502_and_the_reply_can_be_retried(
+    api: httpx.AsyncClient,
+    sandbox: RunningSandbox,
+    settings: Settings,
+    redis: ArqRedis,
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    connection, credentials = await shop_with_products(api, sandbox, settings, "lazada")
+    await sync_reviews(api, redis, settings, connection)
+    target = repliable(review_book(sandbox, "lazada", credentials["shopId"]).reviews)
+    row = await row_of(api, str(120_000_000_000_000 + target.review_id))
+    sandbox.sandboxes.lazada.faults.server_error_rate = 1.0
+
+    response = await reply(api, row["id"], "ขอบคุณค่ะ")
+    assert response.status_code == 502, response.text
+    assert target.reply_text is None
+    async with session_factory() as session:
+        review = await session.get(MarketplaceReview, row["id"])
+        assert review is not None and review.reply_claimed_at is None
+
+    sandbox.sandboxes.lazada.faults.server_error_rate = 0.0
+    response = await reply(api, row["id"], "ขอบคุณค่ะ")
+    assert response.status_code == 200, response.text
+    assert target.reply_text == "ขอบคุณค่ะ"
+
+
+async def test_a_reply_with_an_expired_token_refreshes_and_is_sent(
+    api: httpx.AsyncClient,
+    sandbox: RunningSandbox,
+    settings: Settings,
+    redis: ArqRedis,
+) -> None:
+    connection, credentials = await shop_with_products(api, sandbox, settings, "shopee")
+    await sync_reviews(api, redis, settings, connection)
+    target = repliable(review_book(sandbox, "shopee", credentials["shopId"]).reviews)
+    row = await row_of(api, str(target.review_id))
+    sandbox.sandboxes.shopee.faults.expire_tokens_next = 1
+
+    response = await reply(api, row["id"], "ขอบคุณค่ะ")
+    assert response.status_code == 200, response.text
+    assert target.reply_text == "ขอบคุณค่ะ"
+    # The refreshed pair was stored: the next sync works with it.
+    await sync_reviews(api, redis, settings, connection)
+    assert (await row_of(api, str(target.review_id)))["reply"]["text"] == "ขอบคุณค่ะ"
+
+
+async def set_claim(
+    sessions: async_sessionmaker[AsyncSession], review_id: int, at: datetime
+) -> None:
+    async with sessions() as session:
+        await session.execute(
+            update(MarketplaceReview)
+            .where(MarketplaceReview.id == review_id)
+            .values(reply_claimed_at=at)
+        )
+        await session.commit()
