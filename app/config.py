@@ -166,6 +166,17 @@ class Settings(BaseSettings):
         "https://api.lazada.co.id/rest", validation_alias="LAZADA_BASE_URL_ID"
     )
 
+    # --- reviews (h13): product review sync and replies (docs/reviews.md)
+    # A connection's first review sync reads this far back (Lazada serves at most 90 days).
+    review_backfill_days: int = Field(90, validation_alias="REVIEW_BACKFILL_DAYS", ge=1, le=365)
+    # Later syncs re-read reviews created since the newest stored one less this, so replies
+    # and edits of recent reviews are picked up.
+    review_resync_days: int = Field(14, validation_alias="REVIEW_RESYNC_DAYS", ge=1, le=365)
+    # Both platforms document 500 characters per reply; kept a setting should one change.
+    review_reply_max_chars: int = Field(
+        500, validation_alias="REVIEW_REPLY_MAX_CHARS", ge=1, le=5000
+    )
+
     def lazada_country_url(self, country: str | None) -> str:
         """The API gateway for a Lazada seller of `country` (LAZADA_BASE_URL when unknown)."""
         hosts = {

@@ -42,6 +42,7 @@ from app.metrics.service import Flusher
 from app.orders.router import router as orders_router
 from app.platforms.registry import PlatformGateway
 from app.products.router import router as products_router
+from app.reviews.router import router as reviews_router
 from app.sync.router import router as sync_router
 from app.webhooks.intake import PushIntakeMiddleware
 from app.webhooks.router import router as webhooks_router
@@ -139,6 +140,7 @@ def create_app(
     app.include_router(live_router)
     app.include_router(auth_router)
     app.include_router(keys_router)
+    app.include_router(reviews_router)
 
     @app.get("/health", tags=["operations"])
     async def health() -> dict[str, str]:

@@ -26,6 +26,7 @@ from app.live import tasks as live_tasks
 from app.metrics.service import Flusher
 from app.orders import tasks as order_tasks
 from app.products import tasks as product_tasks
+from app.reviews import tasks as review_tasks
 from app.sync.tasks import (
     reconcile_all,
     recover_dead_syncs,
@@ -52,6 +53,7 @@ FUNCTIONS: list[Any] = [
     *inventory_tasks.FUNCTIONS,
     *order_tasks.FUNCTIONS,
     *live_tasks.FUNCTIONS,
+    *review_tasks.FUNCTIONS,
 ]
 CRON_JOBS = [
     cron(arq_job(schedule_due_syncs), second={5, 20, 35, 50}, unique=True),
@@ -65,6 +67,7 @@ CRON_JOBS = [
     *inventory_tasks.CRON_JOBS,
     *order_tasks.CRON_JOBS,
     *live_tasks.CRON_JOBS,
+    *review_tasks.CRON_JOBS,
 ]
 
 

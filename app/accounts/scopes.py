@@ -37,6 +37,7 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], Scope | str]] = {
     # syncs and the marketplace push log are connection plumbing
     ("POST", f"{_M}/sync-orders"): _CONNECTIONS,
     ("POST", f"{_M}/sync-products"): _CONNECTIONS,
+    ("POST", f"{_M}/sync-reviews"): _CONNECTIONS,
     ("GET", f"{_M}/sync-logs"): _READ,
     ("GET", f"{_M}/sync-logs/{{syncLogId}}"): _READ,
     ("GET", f"{_M}/webhooks"): _CONNECTIONS,
@@ -66,6 +67,7 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], Scope | str]] = {
     ("POST", f"{_M}/orders/{{order_id}}/mark-paid"): _WRITE,
     ("POST", f"{_M}/orders/{{order_id}}/cancel"): _WRITE,
     ("POST", f"{_M}/orders/bulk"): _WRITE,
+    ("POST", f"{_M}/reviews/{{review_id}}/reply"): _WRITE,
     # stock
     ("PUT", f"{_M}/inventory/{{sku}}"): _STOCK,
     ("POST", f"{_M}/inventory/bulk"): _STOCK,

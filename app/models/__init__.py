@@ -18,6 +18,7 @@ from app.models.order_item import MarketplaceOrderItem
 from app.models.platform import MarketplacePlatform
 from app.models.product import MarketplaceProduct
 from app.models.refresh_token import RefreshToken
+from app.models.review import MarketplaceReview
 from app.models.sku_mapping import SkuMapping
 from app.models.social_order import SocialOrder
 from app.models.social_order_line import SocialOrderLine
@@ -46,6 +47,7 @@ __all__ = [
     "MarketplaceOrderItem",
     "MarketplacePlatform",
     "MarketplaceProduct",
+    "MarketplaceReview",
     "MarketplaceStockLevel",
     "MarketplaceSyncLog",
     "MarketplaceWebhook",

@@ -20,7 +20,13 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 import httpx
 
 from app.config import ClientTuning
-from app.platforms.errors import AuthError, MarketplaceError, RateLimitedError, ReauthRequiredError
+from app.platforms.errors import (
+    AuthError,
+    MarketplaceError,
+    PermanentError,
+    RateLimitedError,
+    ReauthRequiredError,
+)
 from app.platforms.http import (
     EventSink,
     PlatformTransport,
@@ -218,6 +224,47 @@ def stock_by_listing(products: Sequence[NormalizedProduct]) -> dict[ListingKey, 
     }
 
 
+@dataclass(slots=True)
+class ReviewReply:
+    text: str
+    at: datetime | None  # None where the platform does not say when
+
+
+@dataclass(slots=True)
+class NormalizedReview:
+    """A buyer's review of one product, as every platform's reviews module maps it."""
+
+    external_review_id: str
+    external_product_id: str
+    rating: int | None  # 1-5 stars; None for a follow-up review without its own rating
+    text: str
+    created_at: datetime
+    buyer_name: str | None = None
+    external_variation_id: str | None = None
+    external_order_id: str | None = None
+    reply: ReviewReply | None = None
+    # False where the platform says the seller can no longer reply (None: not said).
+    can_reply: bool | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ReviewRef:
+    """What a reply call needs to name a stored review."""
+
+    external_review_id: str
+    external_product_id: str
+
+
+class ReviewsNotSupported(PermanentError):
+    """This platform has no review API (Facebook, see docs/reviews.md)."""
+
+
+class ReviewReplyRefused(PermanentError):
+    """The platform refused the reply itself (already replied, too long, reply period over);
+    `message` is the platform's own words."""
+
+
 class MarketplaceClient(ABC):
     platform: ClassVar[PlatformCode]
 
@@ -310,6 +357,25 @@ class MarketplaceClient(ABC):
         async for page in self.iter_products():
             stock.update(stock_by_listing(page))
         return stock
+
+    # --- product reviews (app/platforms/<marketplace>/reviews.py; docs/reviews.md) -------
+
+    def iter_reviews(
+        self, external_product_ids: Sequence[str], since: datetime
+    ) -> AsyncIterator[list[NormalizedReview]]:
+        """Buyers' reviews of the given products, page by page, created at or after `since`
+        where the platform can filter by time (older ones may come too)."""
+        raise ReviewsNotSupported(
+            f"{self.platform.value} has no product review API", platform=self.platform.value
+        )
+
+    async def reply_review(self, review: ReviewRef, text: str) -> None:
+        """Post the seller's one reply to a review; the platform's refusal raises
+        `ReviewReplyRefused` with its own words."""
+        raise ReviewsNotSupported(
+            f"{self.platform.value} does not take replies to reviews",
+            platform=self.platform.value,
+        )
 
     async def refresh_tokens(self, credentials: Credentials) -> TokenPair:
         """Exchange the refresh token for a new pair. Platforms without one must re-authorize."""

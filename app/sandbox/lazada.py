@@ -32,6 +32,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.platforms.lazada.auth import push_signature, sign
+from app.sandbox import lazada_reviews
 from app.sandbox.common import Faults, JSONResponse, TokenRegistry, apply_faults, read_json_or_none
 from app.sandbox.seed import STATUSES, SeededShop, SeedOrder, SeedProduct, SeedVariation
 
@@ -476,6 +477,7 @@ class LazadaSandbox:
             "/products/get": (self._products_get, True),
             "/product/price_quantity/update": (self._price_quantity_update, True),
             "/product/stock/sellable/update": (self._price_quantity_update, True),
+            **{path: (handler, True) for path, handler in lazada_reviews.HANDLERS.items()},
         }
 
     @property

@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from app.sandbox import shopee_reviews
 from app.sandbox.common import Faults, JSONResponse, TokenRegistry, apply_faults, read_json_or_none
 from app.sandbox.seed import STATUSES, SeededShop, SeedOrder, SeedProduct
 
@@ -840,6 +841,7 @@ API: tuple[tuple[str, str, Level, Handler], ...] = (
         "public",
         confirm_consumed_lost_push_message,
     ),
+    *shopee_reviews.API,
 )
 
 

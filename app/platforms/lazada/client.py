@@ -20,10 +20,12 @@ from xml.sax.saxutils import escape
 from app.platforms.base import (
     ListingKey,
     MarketplaceClient,
+    NormalizedReview,
     OrderFailure,
     OrderPage,
     OrdersRead,
     ReadHint,
+    ReviewRef,
     StockResult,
     WindowListing,
     stock_by_listing,
@@ -34,6 +36,7 @@ from app.platforms.errors import (
     PermanentError,
     ReauthRequiredError,
 )
+from app.platforms.lazada import reviews as lazada_reviews
 from app.platforms.lazada.auth import LazadaAuth
 from app.platforms.lazada.mapping import (
     PLATFORM,
@@ -271,6 +274,9 @@ class LazadaClient(MarketplaceClient):
     stock_batch_size: ClassVar[int] = 20  # "maximum 50, but 20 is recommended"
     sort_by: ClassVar[str] = "updated_at"  # values third-party only
     sort_direction: ClassVar[str] = "ASC"
+    # `/review/seller/history/list`: windows of at most 7 days, none older than 90 days.
+    review_window_days: ClassVar[int] = 7
+    review_history_days: ClassVar[int] = 90
 
     # --- calls ---------------------------------------------------------------------------
 
@@ -597,6 +603,16 @@ class LazadaClient(MarketplaceClient):
             return
         for index, update in batch:
             results[index] = StockResult(update.sku, True)
+
+    # --- reviews (app/platforms/lazada/reviews.py) ------------------------------------------
+
+    def iter_reviews(
+        self, external_product_ids: Sequence[str], since: datetime
+    ) -> AsyncIterator[list[NormalizedReview]]:
+        return lazada_reviews.iter_reviews(self, external_product_ids, since)
+
+    async def reply_review(self, review: ReviewRef, text: str) -> None:
+        await lazada_reviews.reply_review(self, review, text)
 
     # --- shop and tokens -----------------------------------------------------------------
 

@@ -14,10 +14,12 @@ from typing import Any, ClassVar
 from app.platforms.base import (
     ListingKey,
     MarketplaceClient,
+    NormalizedReview,
     OrderFailure,
     OrderPage,
     OrdersRead,
     ReadHint,
+    ReviewRef,
     StockResult,
     stock_by_listing,
 )
@@ -27,6 +29,7 @@ from app.platforms.errors import (
     PermanentError,
     ReauthRequiredError,
 )
+from app.platforms.shopee import reviews as shopee_reviews
 from app.platforms.shopee.auth import ShopeeAuth
 from app.platforms.shopee.mapping import (
     PLATFORM,
@@ -468,6 +471,16 @@ class ShopeeClient(MarketplaceClient):
                 self.events("product_failed", {"externalProductId": str(base.get("item_id"))})
                 logger.warning("shopee item skipped", extra={"reason": str(exc)})
         return products
+
+    # --- reviews (app/platforms/shopee/reviews.py) ------------------------------------------
+
+    def iter_reviews(
+        self, external_product_ids: Sequence[str], since: datetime
+    ) -> AsyncIterator[list[NormalizedReview]]:
+        return shopee_reviews.iter_reviews(self, external_product_ids, since)
+
+    async def reply_review(self, review: ReviewRef, text: str) -> None:
+        await shopee_reviews.reply_review(self, review, text)
 
     # --- stock ---------------------------------------------------------------------------
 
