@@ -20,7 +20,6 @@ import httpx
 
 from app.platforms.base import (
     ClientConfig,
-    MarketplaceClient,
     OrderFailure,
     OrderPage,
     StockResult,
@@ -33,6 +32,7 @@ from app.platforms.errors import (
     ReauthRequiredError,
 )
 from app.platforms.facebook.auth import GraphAuth
+from app.platforms.facebook.fulfillment import FacebookFulfillment
 from app.platforms.facebook.mapping import (
     ALL_STATES,
     OrderMappingError,
@@ -82,7 +82,7 @@ PRODUCT_FIELDS = (
 _MISSING_CODES = frozenset({"100/33", "803"})
 
 
-class FacebookClient(MarketplaceClient):
+class FacebookClient(FacebookFulfillment):
     platform: ClassVar[PlatformCode] = PlatformCode.FACEBOOK
 
     # Graph's usual maximum page size; Meta documents none for commerce_orders (unconfirmed).

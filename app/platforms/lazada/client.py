@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 from xml.sax.saxutils import escape
 
-from app.platforms.base import MarketplaceClient, OrderFailure, OrderPage, StockResult
+from app.platforms.base import OrderFailure, OrderPage, StockResult
 from app.platforms.errors import (
     AuthError,
     MarketplaceError,
@@ -24,6 +24,7 @@ from app.platforms.errors import (
     ReauthRequiredError,
 )
 from app.platforms.lazada.auth import LazadaAuth
+from app.platforms.lazada.fulfillment import LazadaFulfillment
 from app.platforms.lazada.mapping import (
     PLATFORM,
     LazadaMappingError,
@@ -251,7 +252,7 @@ class _OrderLister:
                 return
 
 
-class LazadaClient(MarketplaceClient):
+class LazadaClient(LazadaFulfillment):
     platform: ClassVar[PlatformCode] = PlatformCode.LAZADA
 
     orders_page_size: ClassVar[int] = ORDERS_PAGE_SIZE
