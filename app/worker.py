@@ -16,6 +16,7 @@ from app.alerts import tasks as alert_tasks
 from app.buyers import tasks as buyer_tasks
 from app.config import Settings
 from app.connections.tasks import verify_all_connections, verify_connection
+from app.fulfillment import tasks as fulfillment_tasks
 from app.inventory import tasks as inventory_tasks
 from app.inventory.outbox import install_job_sender
 from app.jobs import redis_settings
@@ -49,6 +50,7 @@ FUNCTIONS: list[Any] = [
     *inventory_tasks.FUNCTIONS,
     *order_tasks.FUNCTIONS,
     *live_tasks.FUNCTIONS,
+    *fulfillment_tasks.FUNCTIONS,
 ]
 CRON_JOBS = [
     cron(arq_job(schedule_due_syncs), second={5, 20, 35, 50}, unique=True),

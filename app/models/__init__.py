@@ -5,6 +5,7 @@ from app.models.base import Base
 from app.models.connect_state import MarketplaceConnectState
 from app.models.connection import MarketplaceConnection
 from app.models.failed_order import MarketplaceFailedOrder
+from app.models.fulfillment import OrderFulfillment
 from app.models.inventory_sku import InventorySku
 from app.models.live_comment import LiveComment
 from app.models.live_session import LiveSession
@@ -42,6 +43,7 @@ __all__ = [
     "MarketplaceSyncLog",
     "MarketplaceWebhook",
     "MessengerThread",
+    "OrderFulfillment",
     "SkuMapping",
     "SocialOrder",
     "SocialOrderLine",

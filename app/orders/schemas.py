@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, PlainSerializer, model_validator
 
+from app.fulfillment.schemas import OrderFulfillmentOut
 from app.money import in_minor_units
 from app.platforms.types import OrderStatus, PlatformCode
 from app.schemas import CamelModel
@@ -126,6 +127,9 @@ class OrderOut(CamelModel):
     )
     waitlist: list[WaitlistLineOut] = Field(
         default_factory=list, description="Live and Messenger lines waiting for stock"
+    )
+    fulfillment: OrderFulfillmentOut | None = Field(
+        None, description="The latest shipment asked here (app/fulfillment), or null"
     )
 
     @model_validator(mode="after")

@@ -268,6 +268,8 @@ def _order(row: Any) -> dict[str, Any]:
         # Facebook social orders (app/live) have a channel, the buyer's id and waiting lines.
         "channel": row["channel"],
         "buyerExternalId": row["buyer_external_id"],
+        # The latest shipment (app/fulfillment), or null.
+        "fulfillment": from_json(row["fulfillment"]) if row["fulfillment"] else None,
         "waitlist": [
             {"sku": sku, "name": name, "code": code, "quantity": int(quantity)}
             for sku, name, code, quantity in row["waitlist"] or ()

@@ -1,0 +1,27 @@
+"""Jobs of the fulfillment domain (registered by app/worker.py)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from arq import func
+
+from app.fulfillment import service
+from app.fulfillment.service import SHIP_JOB, TRACK_JOB
+from app.worker_context import JobContext, arq_job
+
+
+async def ship_fulfillments(ctx: JobContext, fulfillment_id: str) -> int:
+    """Ship every fulfillment waiting for the connection of `fulfillment_id`."""
+    return await service.ship_waiting(ctx["app"], uuid.UUID(fulfillment_id))
+
+
+async def read_fulfillment_tracking(ctx: JobContext, fulfillment_id: str) -> str | None:
+    return await service.read_tracking(ctx["app"], uuid.UUID(fulfillment_id))
+
+
+FUNCTIONS: list[Any] = [
+    func(arq_job(ship_fulfillments), name=SHIP_JOB),
+    func(arq_job(read_fulfillment_tracking), name=TRACK_JOB),
+]

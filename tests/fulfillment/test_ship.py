@@ -1,0 +1,201 @@
+"""Ship one order on every platform, against the sandboxes, through a real worker."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from tests.conftest import RunningSandbox
+from tests.fulfillment.conftest import (
+    SHIP_BODY,
+    control,
+    open_shop,
+    order,
+    settled,
+    ship,
+    sync,
+)
+
+PLATFORMS = ("shopee", "lazada", "facebook")
+SHIP_CALLS = {
+    "shopee": ("/api/v2/logistics/ship_order", "/api/v2/logistics/mass_ship_order"),
+    "lazada": ("/order/fulfill/pack", "/order/package/rts"),
+}
+
+
+def ship_calls(sandbox: RunningSandbox, platform: str) -> int:
+    if platform == "facebook":
+        return sum(p.endswith("/shipments") for p in sandbox.sandboxes.facebook.post_paths)
+    state = getattr(sandbox.sandboxes, platform)
+    return sum(state.calls[path] for path in SHIP_CALLS[platform])
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+async def test_ship_once_and_the_same_key_again_ships_nothing_twice(
+    api: httpx.AsyncClient, sandbox: RunningSandbox, worker: None, platform: str
+) -> None:
+    shop = await open_shop(api, sandbox, platform, 1)
+    order_id = shop.orders[0]["id"]
+    before = ship_calls(sandbox, platform)
+    first = await ship(api, order_id, "key-1", **SHIP_BODY[platform])
+    assert first.status_code == 202, first.text
+    fulfillment = first.json()["data"]
+    assert fulfillment["status"] == "requested" and fulfillment["orderId"] == order_id
+    done = (await settled(api, {fulfillment["id"]}, tracking=True))[fulfillment["id"]]
+    assert done["status"] == "shipped", done
+    assert done["trackingNumber"]
+    calls = ship_calls(sandbox, platform)
+    assert calls > before
+    again = await ship(api, order_id, "key-1", **SHIP_BODY[platform])
+    assert again.status_code == 202
+    assert again.json()["data"]["id"] == fulfillment["id"]
+    assert again.json()["data"]["status"] == "shipped"
+    await settled(api, {fulfillment["id"]})
+    assert ship_calls(sandbox, platform) == calls
+    shown = (await order(api, order_id))["fulfillment"]
+    assert shown["status"] == "shipped" and shown["trackingNumber"] == done["trackingNumber"]
+    assert shown["shippedAt"] is not None
+
+
+async def test_shopee_tracking_number_is_read_again_until_it_appears(
+    api: httpx.AsyncClient, sandbox: RunningSandbox, worker: None
+) -> None:
+    shop = await open_shop(api, sandbox, "shopee", 1)
+    await control(
+        sandbox,
+        "shopee",
+        "fulfillment",
+        {"shopId": shop.credentials["shopId"], "trackingHiddenReads": 2},
+    )
+    reads = sandbox.sandboxes.shopee.calls["/api/v2/logistics/get_tracking_number"]
+    response = await ship(api, shop.orders[0]["id"], "k", method="dropoff")
+    fid = response.json()["data"]["id"]
+    done = (await settled(api, {fid}, tracking=True))[fid]
+    assert done["trackingNumber"].startswith("TH")
+    # Empty twice, then the number: three reads, each after the retry interval.
+    assert sandbox.sandboxes.shopee.calls["/api/v2/logistics/get_tracking_number"] - reads == 3
+
+
+async def test_a_second_ship_while_one_runs_is_409(
+    api: httpx.AsyncClient, sandbox: RunningSandbox
+) -> None:
+    shop = await open_shop_without_worker(api, sandbox)
+    order_id = shop.orders[0]["id"]
+    first = await ship(api, order_id, "a", method="dropoff")
+    assert first.status_code == 202
+    second = await ship(api, order_id, "b", method="dropoff")
+    assert second.status_code == 409
+    assert second.json()["error"]["code"] == "fulfillment_running"
+    assert second.json()["error"]["fulfillmentId"] == first.json()["data"]["id"]
+
+
+async def open_shop_without_worker(api: httpx.AsyncClient, sandbox: RunningSandbox):  # type: ignore[no-untyped-def]
+    from tests.conftest import running_worker
+
+    settings = api.app.state.settings  # type: ignore[attr-defined]
+    async with running_worker(settings):
+        return await open_shop(api, sandbox, "shopee", 1)
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+async def test_an_order_that_cannot_ship_is_409_naming_its_status(
+    api: httpx.AsyncClient, sandbox: RunningSandbox, worker: None, platform: str
+) -> None:
+    shop = await open_shop(api, sandbox, platform, 1)
+    await control(
+        sandbox,
+        platform,
+        "orders/change",
+        {
+            "shopId": shop.credentials["shopId"],
+            "orderIds": [shop.orders[0]["externalOrderId"]],
+            "status": "cancelled",
+        },
+    )
+    # The change is stamped a second after the placing: let that second pass, then sync.
+    await asyncio.sleep(1.1)
+    await sync(api, shop)
+    response = await ship(api, shop.orders[0]["id"], "k", **SHIP_BODY[platform])
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "not_shippable" and error["status"] == "cancelled"
+    assert "cancelled" in error["message"]
+
+
+REFUSALS = {
+    "shopee": "The order status is not ready to ship.",
+    "lazada": "Items are canceled",  # Lazada's item status, read before packing
+    "facebook": "cannot be shipped",
+}
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+async def test_a_platform_refusal_fails_the_fulfillment_with_the_platforms_words(
+    api: httpx.AsyncClient, sandbox: RunningSandbox, worker: None, platform: str
+) -> None:
+    shop = await open_shop(api, sandbox, platform, 1)
+    # Cancelled on the platform, not yet synced here: this service still sees it pending.
+    await control(
+        sandbox,
+        platform,
+        "orders/change",
+        {
+            "shopId": shop.credentials["shopId"],
+            "orderIds": [shop.orders[0]["externalOrderId"]],
+            "status": "cancelled",
+        },
+    )
+    response = await ship(api, shop.orders[0]["id"], "k", **SHIP_BODY[platform])
+    assert response.status_code == 202
+    fid = response.json()["data"]["id"]
+    done = (await settled(api, {fid}))[fid]
+    assert done["status"] == "failed"
+    assert REFUSALS[platform] in done["message"]
+
+
+async def test_shopee_already_shipped_is_shown_as_already_shipped(
+    api: httpx.AsyncClient, sandbox: RunningSandbox, worker: None
+) -> None:
+    shop = await open_shop(api, sandbox, "shopee", 1)
+    order_id = shop.orders[0]["id"]
+    first = (await ship(api, order_id, "a", method="dropoff")).json()["data"]
+    await settled(api, {first["id"]})
+    second = (await ship(api, order_id, "b", method="dropoff")).json()["data"]
+    done = (await settled(api, {second["id"]}))[second["id"]]
+    assert done["status"] == "failed"
+    assert done["message"] == "Already shipped: Package has been shipped."
+
+
+async def test_shopee_split_order_ships_package_by_package(
+    api: httpx.AsyncClient, sandbox: RunningSandbox, worker: None
+) -> None:
+    shop = await open_shop(api, sandbox, "shopee", 1, lines=2, split=2)
+    order_id = shop.orders[0]["id"]
+    whole = (await ship(api, order_id, "whole", method="dropoff")).json()["data"]
+    refused = (await settled(api, {whole["id"]}))[whole["id"]]
+    assert refused["status"] == "failed"
+    assert refused["message"] == "Please request with package_number for this split order"
+    external = shop.orders[0]["externalOrderId"]
+    ids = set()
+    for n in (1, 2):
+        package = f"OFG{int(external[6:], 36)}-{n}"
+        response = await ship(api, order_id, f"p{n}", method="dropoff", packageNumber=package)
+        assert response.status_code == 202, response.text
+        ids.add(response.json()["data"]["id"])
+    done = await settled(api, ids)
+    assert {f["status"] for f in done.values()} == {"shipped"}
+    assert {f["packageNumber"] for f in done.values()} == {
+        f"OFG{int(external[6:], 36)}-1",
+        f"OFG{int(external[6:], 36)}-2",
+    }
+
+
+async def test_bad_method_for_the_platform_is_422_naming_the_field(
+    api: httpx.AsyncClient, sandbox: RunningSandbox, worker: None
+) -> None:
+    shop = await open_shop(api, sandbox, "lazada", 1)
+    response = await ship(api, shop.orders[0]["id"], "k", method="tracking", trackingNumber="X")
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"][0]["field"] == "method"
