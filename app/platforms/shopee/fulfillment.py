@@ -41,6 +41,7 @@ ORDER_DETAIL = "/api/v2/order/get_order_detail"
 
 _ADDRESS_PARTS = ("address", "district", "city", "state", "zipcode")
 ALREADY_SHIPPED = "logistics.package_already_shipped"
+ALREADY_SHIPPED_WORDS = ("already shipped", "has been shipped")
 CANCEL_REASONS = (
     CancelReason("OUT_OF_STOCK", "Out of stock"),
     CancelReason("CUSTOMER_REQUEST", "Customer request"),
@@ -75,7 +76,9 @@ def _method_body(request: ShipRequest, tracking_number: str | None) -> dict[str,
 
 
 def _refusal(target: ShipTarget, error: MarketplaceError, package: str | None) -> ShipResult:
-    already = error.code == ALREADY_SHIPPED or "already shipped" in error.message.lower()
+    # mass_ship_order's fail_reason is text only: Shopee's words for the same refusal count.
+    words = error.message.lower()
+    already = error.code == ALREADY_SHIPPED or any(w in words for w in ALREADY_SHIPPED_WORDS)
     message = f"Already shipped: {error.message}" if already else error.message
     return ShipResult(
         target.external_order_id,
