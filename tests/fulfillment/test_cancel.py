@@ -90,3 +90,36 @@ async def test_a_buyers_cancellation_request_is_accepted_or_refused(
     )
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "marketplace_refused"
+
+
+async def test_a_cancelled_orders_stock_goes_back(
+    api: httpx.AsyncClient, sandbox: RunningSandbox, worker: None
+) -> None:
+    from tests.inventory.helpers import SKU, inventory, set_stock
+    from tests.inventory.helpers import settled as stock_settled
+    from tests.products.helpers import connect, sync_products
+
+    connection, credentials = await connect(api, sandbox, "shopee")
+    await sync_products(api, connection)
+    await set_stock(api, available=10)
+    await stock_settled(api)
+    placed = {"shopId": credentials["shopId"], "sku": SKU, "quantity": 2}
+    await control(sandbox, "shopee", "orders", placed)
+    await sync(api, connection)
+    row = await inventory(api)
+    assert (row["available"], row["reserved"]) == (8, 2)
+    [listed] = (
+        await api.get(
+            "/api/marketplace/orders",
+            params={"userId": USER, "connectionId": connection["id"]},
+            headers=HEADERS,
+        )
+    ).json()["data"]
+    response = await api.post(
+        f"/api/marketplace/orders/{listed['id']}/cancel",
+        json={"userId": USER, "reason": "OUT_OF_STOCK"},
+        headers=HEADERS,
+    )
+    assert response.status_code == 200, response.text
+    row = await inventory(api)
+    assert (row["available"], row["reserved"]) == (10, 0)

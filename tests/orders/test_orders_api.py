@@ -155,6 +155,7 @@ async def test_list_returns_the_unified_shape_with_items_and_no_raw(
         "channel": "marketplace",
         "buyerExternalId": None,
         "waitlist": [],
+        "fulfillment": None,
         "items": [
             {
                 "sku": "RC-1",
