@@ -272,6 +272,7 @@ def _ship_by_hand(order: MarketplaceOrder, fulfillment: OrderFulfillment) -> Non
     now = _now()
     fulfillment.status = "shipped"
     fulfillment.shipped_at = now
+    fulfillment.updated_at = now
     order.status = "shipped"
     order.raw_status = "shipped_by_seller"
     order.order_updated_at = now
