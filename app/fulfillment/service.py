@@ -232,6 +232,10 @@ async def _insert(session: AsyncSession, fulfillment: OrderFulfillment) -> Order
                 session, fulfillment.user_id, fulfillment.idempotency_key
             )
             if same is not None:
+                if same.order_id != fulfillment.order_id:
+                    raise IdempotencyKeyReused(
+                        "This Idempotency-Key was used for another order"
+                    ) from None
                 return same
         running = await repository.running(session, [fulfillment.order_id])
         found = running.get((fulfillment.order_id, fulfillment.package_number or ""))
@@ -296,13 +300,14 @@ async def request_ship(
     running = await repository.running(session, [order.id])
     found = running.get((order.id, body.package_number or ""))
     if found is not None:
+        # The running one may be this key's, committed since the first look.
+        if key and found.idempotency_key == key:
+            return found
         raise ShipRunning(found.id)
-    fulfillment = await _insert(
-        session,
-        _new(order, body, key=key, tracking=body.tracking_number, package=body.package_number),
-    )
-    if fulfillment.order_id != order.id or fulfillment.status != "requested":
-        return fulfillment
+    new = _new(order, body, key=key, tracking=body.tracking_number, package=body.package_number)
+    fulfillment = await _insert(session, new)
+    if fulfillment is not new:
+        return fulfillment  # a concurrent request with the same key made it
     if order.channel in SOCIAL_CHANNELS:
         _ship_by_hand(order, fulfillment)
     else:

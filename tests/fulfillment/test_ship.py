@@ -199,3 +199,35 @@ async def test_bad_method_for_the_platform_is_422_naming_the_field(
     response = await ship(api, shop.orders[0]["id"], "k", method="tracking", trackingNumber="X")
     assert response.status_code == 422
     assert response.json()["error"]["fields"][0]["field"] == "method"
+
+
+async def test_the_same_key_sent_twice_at_once_makes_one_fulfillment(
+    api: httpx.AsyncClient, sandbox: RunningSandbox, worker: None
+) -> None:
+    shop = await open_shop(api, sandbox, "shopee", 1)
+    order_id = shop.orders[0]["id"]
+    before = sandbox.sandboxes.shopee.calls["/api/v2/logistics/ship_order"]
+    answers = await asyncio.gather(
+        *(ship(api, order_id, "same", method="dropoff") for _ in range(4))
+    )
+    assert {a.status_code for a in answers} == {202}
+    ids = {a.json()["data"]["id"] for a in answers}
+    assert len(ids) == 1
+    await settled(api, ids)
+    assert sandbox.sandboxes.shopee.calls["/api/v2/logistics/ship_order"] - before == 1
+
+
+async def test_a_ship_that_meets_server_errors_is_retried_by_a_later_job(
+    api: httpx.AsyncClient, sandbox: RunningSandbox, worker: None
+) -> None:
+    shop = await open_shop(api, sandbox, "shopee", 1)
+    path = "/api/v2/logistics/ship_order"
+    before = sandbox.sandboxes.shopee.calls[path]
+    # More 5xx than one job's transport attempts (8): the job gives the ship back, a later
+    # job (after the retry policy's delay) ships it.
+    sandbox.sandboxes.shopee.faults.fail_next_server_error = 10
+    response = await ship(api, shop.orders[0]["id"], "k", method="dropoff")
+    fid = response.json()["data"]["id"]
+    done = (await settled(api, {fid}))[fid]
+    assert done["status"] == "shipped", done
+    assert sandbox.sandboxes.shopee.calls[path] - before == 11
