@@ -231,3 +231,56 @@ async def test_a_ship_that_meets_server_errors_is_retried_by_a_later_job(
     done = (await settled(api, {fid}))[fid]
     assert done["status"] == "shipped", done
     assert sandbox.sandboxes.shopee.calls[path] - before == 11
+
+
+async def test_shopee_pickup_uses_an_address_and_slot_from_shipping_options(
+    api: httpx.AsyncClient, sandbox: RunningSandbox, worker: None
+) -> None:
+    from tests.fulfillment.conftest import HEADERS, USER
+
+    shop = await open_shop(api, sandbox, "shopee", 2)
+    first, second = (o["id"] for o in shop.orders)
+    options = await api.get(
+        f"/api/marketplace/orders/{first}/shipping-options",
+        params={"userId": USER},
+        headers=HEADERS,
+    )
+    assert options.status_code == 200, options.text
+    data = options.json()["data"]
+    assert set(data["methods"]) == {"pickup", "dropoff", "tracking"}
+    address = data["pickupAddresses"][0]
+    slot = address["timeSlots"][0]["id"]
+    good = await ship(
+        api, first, "p1", method="pickup", addressId=address["addressId"], pickupTimeId=slot
+    )
+    bad = await ship(
+        api, second, "p2", method="pickup", addressId=address["addressId"], pickupTimeId="1"
+    )
+    done = await settled(api, {good.json()["data"]["id"], bad.json()["data"]["id"]})
+    assert done[good.json()["data"]["id"]]["status"] == "shipped"
+    refused = done[bad.json()["data"]["id"]]
+    assert (refused["status"], refused["message"]) == ("failed", "pickup_time_id is invalid.")
+    missing = await ship(api, second, "p3", method="pickup")
+    assert missing.status_code == 422
+    fields = {f["field"] for f in missing.json()["error"]["fields"]}
+    assert fields == {"addressId", "pickupTimeId"}
+
+
+@pytest.mark.parametrize("platform", ["lazada", "facebook"])
+async def test_a_multi_line_order_ships_whole_where_the_seller_does_not_split(
+    api: httpx.AsyncClient, sandbox: RunningSandbox, worker: None, platform: str
+) -> None:
+    shop = await open_shop(api, sandbox, platform, 1, lines=3)
+    response = await ship(api, shop.orders[0]["id"], "k", **SHIP_BODY[platform])
+    fid = response.json()["data"]["id"]
+    done = (await settled(api, {fid}))[fid]
+    assert done["status"] == "shipped", done
+    if platform == "lazada":
+        # Every item went into the one package (unlisted items would stay pending).
+        from app.sandbox.fulfillment import book_of
+
+        state = sandbox.sandboxes.lazada.shops[shop.credentials["shopId"]]
+        order = state.shop.get(int(shop.orders[0]["externalOrderId"]))
+        assert order is not None and len(order.items) == 3
+        assert book_of(state).of(order).packages[0].shipped
+        assert done["packageId"] == f"FP{order.order_id}"
