@@ -85,3 +85,51 @@ async def test_bulk_answers_a_failed_fulfillment_for_an_order_that_cannot_ship(
     assert by_order[first]["status"] == "failed"
     assert by_order[first]["message"].startswith("Already shipped")
     assert by_order[shop.orders[1]["id"]]["status"] == "shipped"
+
+
+async def test_fulfillments_are_listed_newest_first_by_cursor_and_filtered(
+    api: httpx.AsyncClient, sandbox: RunningSandbox, worker: None
+) -> None:
+    shop = await open_shop(api, sandbox, "shopee", 7)
+    ids = [o["id"] for o in shop.orders]
+    body = {"userId": USER, "orderIds": ids, "method": "dropoff"}
+    response = await api.post("/api/marketplace/fulfillments", json=body, headers=HEADERS)
+    answered = response.json()["data"]
+    await settled(api, {f["id"] for f in answered})
+    seen: list[dict[str, object]] = []
+    cursor = None
+    pages = 0
+    while True:
+        params: dict[str, object] = {"userId": USER, "limit": 3, "status": "shipped"}
+        if cursor:
+            params["cursor"] = cursor
+        page = (
+            await api.get("/api/marketplace/fulfillments", params=params, headers=HEADERS)
+        ).json()
+        seen += page["data"]
+        pages += 1
+        cursor = page["pagination"]["nextCursor"]
+        if not cursor:
+            break
+    assert pages == 3 and len(seen) == 7
+    assert {f["id"] for f in seen} == {f["id"] for f in answered}
+    stamps = [(f["createdAt"], f["id"]) for f in seen]
+    assert stamps == sorted(stamps, reverse=True)
+    one = await api.get(
+        "/api/marketplace/fulfillments",
+        params={"userId": USER, "orderId": ids[3]},
+        headers=HEADERS,
+    )
+    assert [f["orderId"] for f in one.json()["data"]] == [ids[3]]
+    none = await api.get(
+        "/api/marketplace/fulfillments",
+        params={"userId": USER, "status": "failed"},
+        headers=HEADERS,
+    )
+    assert none.json()["data"] == []
+    bad = await api.get(
+        "/api/marketplace/fulfillments",
+        params={"userId": USER, "cursor": "not-a-cursor"},
+        headers=HEADERS,
+    )
+    assert bad.status_code == 422
