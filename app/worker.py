@@ -64,6 +64,7 @@ CRON_JOBS = [
     *inventory_tasks.CRON_JOBS,
     *order_tasks.CRON_JOBS,
     *live_tasks.CRON_JOBS,
+    *fulfillment_tasks.CRON_JOBS,
 ]
 
 

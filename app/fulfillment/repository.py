@@ -28,6 +28,33 @@ _CLAIM = text(
     "ORDER BY created_at, id LIMIT :limit FOR UPDATE SKIP LOCKED) RETURNING id"
 )
 
+# Ships whose job is gone: a claim whose lease ran out (the worker died mid-ship), or a row
+# never claimed long after its last change (its job was lost). One per connection is enough:
+# the job claims everything waiting for that shop.
+_STRANDED = text(
+    "SELECT DISTINCT ON (connection_id) id FROM order_fulfillments WHERE status = 'requested' "
+    "AND coalesce(lease_until, updated_at + make_interval(secs => :grace)) < now() "
+    "ORDER BY connection_id, created_at, id"
+)
+# Shipped without a tracking number, not read for a while and with reads left.
+_TRACKING_DUE = text(
+    "SELECT id FROM order_fulfillments WHERE status = 'shipped' AND tracking_number IS NULL "
+    "AND tracking_reads < :max_reads AND updated_at < now() - make_interval(secs => :grace) "
+    "ORDER BY updated_at LIMIT 500"
+)
+
+
+async def stranded(session: AsyncSession, grace_seconds: float) -> list[uuid.UUID]:
+    result = await session.execute(_STRANDED, {"grace": grace_seconds})
+    return [row.id for row in result]
+
+
+async def tracking_due(
+    session: AsyncSession, max_reads: int, grace_seconds: float
+) -> list[uuid.UUID]:
+    result = await session.execute(_TRACKING_DUE, {"max_reads": max_reads, "grace": grace_seconds})
+    return [row.id for row in result]
+
 
 async def by_key(session: AsyncSession, user_id: str, key: str) -> OrderFulfillment | None:
     found: OrderFulfillment | None = await session.scalar(

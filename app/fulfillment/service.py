@@ -448,6 +448,29 @@ async def ship_waiting(wc: WorkerContext, fulfillment_id: uuid.UUID) -> int:
     return answered
 
 
+async def sweep(wc: WorkerContext) -> int:
+    """Cron: ask again for ship jobs that died or were lost, and for tracking reads that
+    were; returns how many jobs were asked for."""
+    settings = wc.settings
+    lease = settings.fulfillment_ship_lease_seconds
+    async with wc.sessionmaker() as session, session.begin():
+        ships = await repository.stranded(session, lease)
+        reads = await repository.tracking_due(
+            session,
+            settings.fulfillment_tracking_max_reads,
+            2 * settings.fulfillment_tracking_retry_seconds + lease,
+        )
+        for fulfillment_id in ships:
+            enqueue(
+                session, SHIP_JOB, str(fulfillment_id), dedupe_key=f"{SHIP_JOB}:{fulfillment_id}"
+            )
+        for fulfillment_id in reads:
+            enqueue(
+                session, TRACK_JOB, str(fulfillment_id), dedupe_key=f"{TRACK_JOB}:{fulfillment_id}"
+            )
+    return len(ships) + len(reads)
+
+
 async def _retry_later(wc: WorkerContext, ids: Sequence[uuid.UUID], delay: float) -> None:
     async with wc.sessionmaker() as session, session.begin():
         await session.execute(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from arq import func
+from arq import cron, func
 
 from app.fulfillment import service
 from app.fulfillment.service import SHIP_JOB, TRACK_JOB
@@ -21,7 +21,15 @@ async def read_fulfillment_tracking(ctx: JobContext, fulfillment_id: str) -> str
     return await service.read_tracking(ctx["app"], uuid.UUID(fulfillment_id))
 
 
+async def sweep_fulfillments(ctx: JobContext) -> int:
+    """Every minute: re-ask for ship jobs that died or were lost, and lost tracking reads."""
+    return await service.sweep(ctx["app"])
+
+
 FUNCTIONS: list[Any] = [
     func(arq_job(ship_fulfillments), name=SHIP_JOB),
     func(arq_job(read_fulfillment_tracking), name=TRACK_JOB),
+]
+CRON_JOBS: list[Any] = [
+    cron(arq_job(sweep_fulfillments), second={17}, unique=True, timeout=60),
 ]

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.models import OrderFulfillment
 from tests.conftest import RunningSandbox
 from tests.fulfillment.conftest import (
     SHIP_BODY,
@@ -284,3 +290,35 @@ async def test_a_multi_line_order_ships_whole_where_the_seller_does_not_split(
         assert order is not None and len(order.items) == 3
         assert book_of(state).of(order).packages[0].shipped
         assert done["packageId"] == f"FP{order.order_id}"
+
+
+async def test_a_ship_whose_worker_died_is_taken_over_after_its_lease(
+    api: httpx.AsyncClient,
+    sandbox: RunningSandbox,
+    session_factory: async_sessionmaker[AsyncSession],
+    redis: Any,
+) -> None:
+    from app.fulfillment.service import sweep
+    from app.worker_context import WorkerContext
+    from tests.conftest import running_worker
+
+    shop = await open_shop_without_worker(api, sandbox)
+    response = await ship(api, shop.orders[0]["id"], "k", method="dropoff")
+    fid = response.json()["data"]["id"]
+    # The worker claimed it and died: its job is gone, its lease ran out.
+    await redis.flushdb()
+    async with session_factory() as session, session.begin():
+        await session.execute(
+            update(OrderFulfillment)
+            .where(OrderFulfillment.id == uuid.UUID(fid))
+            .values(lease_until=datetime.now(UTC) - timedelta(seconds=1), attempts=1)
+        )
+    settings = api.app.state.settings  # type: ignore[attr-defined]
+    wc = WorkerContext.create(settings, redis=redis)
+    try:
+        assert await sweep(wc) == 1
+    finally:
+        await wc.close()
+    async with running_worker(settings):
+        done = (await settled(api, {fid}))[fid]
+    assert done["status"] == "shipped"
