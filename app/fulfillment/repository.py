@@ -104,6 +104,8 @@ async def with_orders(
         .join(MarketplaceOrder, MarketplaceOrder.id == OrderFulfillment.order_id)
         .where(OrderFulfillment.id.in_(ids))
         .order_by(OrderFulfillment.created_at, OrderFulfillment.id)
+        # The claim changed attempts and lease in SQL: rows already loaded are read again.
+        .execution_options(populate_existing=True)
     )
     return [(f, o) for f, o in rows]
 

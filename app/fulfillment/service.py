@@ -43,6 +43,7 @@ from app.worker_context import WorkerContext
 
 SHIP_JOB = "ship_fulfillments"
 TRACK_JOB = "read_fulfillment_tracking"
+MAX_SHIP_CLAIMS = 10
 SHIPPABLE_STATUSES = frozenset({"pending", "ready_to_ship"})
 SOCIAL_CHANNELS = frozenset({"live", "messenger"})
 # Which methods each kind of order ships with (INTERFACE.md "Methods per platform").
@@ -409,9 +410,17 @@ async def ship_waiting(wc: WorkerContext, fulfillment_id: uuid.UUID) -> int:
         )
         if not claimed:
             return 0
-        pairs = await repository.with_orders(session, claimed)
+        pairs = []
+        for fulfillment, order in await repository.with_orders(session, claimed):
+            if fulfillment.attempts > MAX_SHIP_CLAIMS:
+                # Claimed again and again without an answer (a job that keeps crashing).
+                fulfillment.status = "failed"
+                fulfillment.lease_until = None
+                fulfillment.message = f"Gave up after {fulfillment.attempts - 1} attempts"
+            else:
+                pairs.append((fulfillment, order))
         connection = await session.get(MarketplaceConnection, first.connection_id)
-        if connection is None:
+        if connection is None or not pairs:
             return 0
         client = connection_client(wc, connection)
         groups: dict[tuple[str, str | None, str | None], list[tuple[uuid.UUID, ShipTarget]]]

@@ -37,7 +37,7 @@ class OrderBook:
 class FulfillmentBook:
     tracking_hidden_reads: int = 1
     label_processing_polls: int = 0
-    # Every ship call answered, for the benchmark and tests (calls per platform path).
+    # Per seeded order id; an order not here has one unshipped package.
     orders: dict[int, OrderBook] = field(default_factory=dict)
 
     def of(self, order: SeedOrder) -> OrderBook:
@@ -140,10 +140,6 @@ def _add_lines(
     changed = replace(order, items=[*order.items, *extra])
     shop._overrides[order.index] = changed
     return changed
-
-
-def set_status(shop: SeededShop, order: SeedOrder, status: str) -> SeedOrder:
-    return shop.touch(order.index, status=status, at=None)
 
 
 def minimal_pdf(lines: list[str], *, width: int = 298, height: int = 420) -> bytes:

@@ -322,3 +322,29 @@ async def test_a_ship_whose_worker_died_is_taken_over_after_its_lease(
     async with running_worker(settings):
         done = (await settled(api, {fid}))[fid]
     assert done["status"] == "shipped"
+
+
+async def test_a_ship_claimed_too_often_without_an_answer_fails(
+    api: httpx.AsyncClient,
+    sandbox: RunningSandbox,
+    session_factory: async_sessionmaker[AsyncSession],
+    redis: Any,
+) -> None:
+    from app.fulfillment.service import MAX_SHIP_CLAIMS
+    from tests.conftest import running_worker
+
+    shop = await open_shop_without_worker(api, sandbox)
+    before = sandbox.sandboxes.shopee.calls["/api/v2/logistics/ship_order"]
+    response = await ship(api, shop.orders[0]["id"], "k", method="dropoff")
+    fid = response.json()["data"]["id"]
+    async with session_factory() as session, session.begin():
+        await session.execute(
+            update(OrderFulfillment)
+            .where(OrderFulfillment.id == uuid.UUID(fid))
+            .values(attempts=MAX_SHIP_CLAIMS)
+        )
+    async with running_worker(api.app.state.settings):  # type: ignore[attr-defined]
+        done = (await settled(api, {fid}))[fid]
+    assert done["status"] == "failed"
+    assert done["message"] == f"Gave up after {MAX_SHIP_CLAIMS} attempts"
+    assert sandbox.sandboxes.shopee.calls["/api/v2/logistics/ship_order"] == before
