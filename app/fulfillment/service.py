@@ -518,7 +518,37 @@ async def _write_results(
                 enqueue(session, TRACK_JOB, str(fulfillment.id))
 
 
-async def read_tracking(wc: WorkerContext, fulfillment_id: uuid.UUID) -> str | None:
+async def orders_pushed(
+    session: AsyncSession, connection_id: uuid.UUID, external_order_ids: Sequence[str]
+) -> None:
+    """A push named these orders: shipments of theirs still without a tracking number read it
+    now rather than at the next interval."""
+    if not external_order_ids:
+        return
+    waiting = await session.scalars(
+        select(OrderFulfillment.id)
+        .join(MarketplaceOrder, MarketplaceOrder.id == OrderFulfillment.order_id)
+        .where(
+            MarketplaceOrder.connection_id == connection_id,
+            MarketplaceOrder.external_order_id.in_(list(external_order_ids)),
+            OrderFulfillment.status == "shipped",
+            OrderFulfillment.tracking_number.is_(None),
+        )
+    )
+    for fulfillment_id in waiting:
+        # "push": this read asks nothing again; the periodic chain keeps its pace.
+        enqueue(
+            session,
+            TRACK_JOB,
+            str(fulfillment_id),
+            "push",
+            dedupe_key=f"{TRACK_JOB}:push:{fulfillment_id}",
+        )
+
+
+async def read_tracking(
+    wc: WorkerContext, fulfillment_id: uuid.UUID, *, pushed: bool = False
+) -> str | None:
     """Read a shipped fulfillment's tracking number; ask again later (no more often than
     FULFILLMENT_TRACKING_RETRY_SECONDS) while the platform has none."""
     settings = wc.settings
@@ -546,7 +576,7 @@ async def read_tracking(wc: WorkerContext, fulfillment_id: uuid.UUID) -> str | N
             return None
         if number:
             fulfillment.tracking_number = number
-        elif reads < settings.fulfillment_tracking_max_reads:
+        elif not pushed and reads < settings.fulfillment_tracking_max_reads:
             enqueue(
                 session,
                 TRACK_JOB,

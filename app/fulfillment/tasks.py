@@ -17,8 +17,13 @@ async def ship_fulfillments(ctx: JobContext, fulfillment_id: str) -> int:
     return await service.ship_waiting(ctx["app"], uuid.UUID(fulfillment_id))
 
 
-async def read_fulfillment_tracking(ctx: JobContext, fulfillment_id: str) -> str | None:
-    return await service.read_tracking(ctx["app"], uuid.UUID(fulfillment_id))
+async def read_fulfillment_tracking(
+    ctx: JobContext, fulfillment_id: str, source: str = "poll"
+) -> str | None:
+    """Read a shipment's tracking number (`source` "push": once, after a platform push)."""
+    return await service.read_tracking(
+        ctx["app"], uuid.UUID(fulfillment_id), pushed=source == "push"
+    )
 
 
 async def sweep_fulfillments(ctx: JobContext) -> int:

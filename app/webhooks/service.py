@@ -31,6 +31,7 @@ from app.connections.credentials import connection_client
 from app.connections.repository import mark_status, status_for_failure
 from app.crypto import CredentialCipher
 from app.errors import AppError, ConflictError, DatabaseUnavailable, NotFoundError
+from app.fulfillment import service as fulfillment_service
 from app.live.service import handle_page_event
 from app.metrics import service as metrics
 from app.models import MarketplaceConnection, MarketplaceWebhook
@@ -344,6 +345,10 @@ async def _upsert(
         connection_id=connection.id,
         user_id=connection.user_id,
         platform_code=connection.platform_code,
+    )
+    # A push about an order (Shopee's code 4: tracking number) reads its tracking again.
+    await fulfillment_service.orders_pushed(
+        session, connection.id, [o.external_order_id for o in orders]
     )
 
 
