@@ -189,6 +189,23 @@ class Settings(BaseSettings):
         }
         return hosts.get((country or "").lower()) or self.lazada_base_url
 
+    # --- fulfillment (h8): values the references leave open are settings ---------------------
+    # Shopee allows get_tracking_number "within 5 minutes interval" until a number appears.
+    fulfillment_tracking_retry_seconds: float = Field(
+        300.0, ge=0, validation_alias="FULFILLMENT_TRACKING_RETRY_SECONDS"
+    )
+    fulfillment_tracking_max_reads: int = Field(
+        12, ge=1, validation_alias="FULFILLMENT_TRACKING_MAX_READS"
+    )
+    # How long a claimed ship may run before another job may take it over.
+    fulfillment_ship_lease_seconds: float = Field(
+        300.0, gt=0, validation_alias="FULFILLMENT_SHIP_LEASE_SECONDS"
+    )
+    # Retry-After of a 409 label_not_ready (Shopee's document result has no stated delay).
+    fulfillment_label_retry_seconds: int = Field(
+        5, ge=1, validation_alias="FULFILLMENT_LABEL_RETRY_SECONDS"
+    )
+
     clients: ClientTuning = Field(default_factory=ClientTuning)
 
     @field_validator(

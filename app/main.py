@@ -30,6 +30,7 @@ from app.errors import (
     UnhandledErrorMiddleware,
     install_error_handlers,
 )
+from app.fulfillment.router import router as fulfillment_router
 from app.headers import SecurityHeadersMiddleware
 from app.inventory.router import router as inventory_router
 from app.jobs import lazy_redis
@@ -137,6 +138,8 @@ def create_app(
     app.include_router(products_router)
     app.include_router(inventory_router)
     app.include_router(analytics_router)
+    # Before live_router: its POST .../orders/{id}/cancel serves live orders and reason-less calls.
+    app.include_router(fulfillment_router)
     app.include_router(live_router)
     app.include_router(auth_router)
     app.include_router(keys_router)

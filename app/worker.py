@@ -18,6 +18,7 @@ from app.buyers import tasks as buyer_tasks
 from app.config import Settings
 from app.connections.hosts import reconcile_host_statuses
 from app.connections.tasks import verify_all_connections, verify_connection
+from app.fulfillment import tasks as fulfillment_tasks
 from app.inventory import tasks as inventory_tasks
 from app.jobs import redis_settings
 from app.jobs.context import outbox_functions
@@ -54,6 +55,7 @@ FUNCTIONS: list[Any] = [
     *order_tasks.FUNCTIONS,
     *live_tasks.FUNCTIONS,
     *review_tasks.FUNCTIONS,
+    *fulfillment_tasks.FUNCTIONS,
 ]
 CRON_JOBS = [
     cron(arq_job(schedule_due_syncs), second={5, 20, 35, 50}, unique=True),
@@ -68,6 +70,7 @@ CRON_JOBS = [
     *order_tasks.CRON_JOBS,
     *live_tasks.CRON_JOBS,
     *review_tasks.CRON_JOBS,
+    *fulfillment_tasks.CRON_JOBS,
 ]
 
 

@@ -68,6 +68,16 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], Scope | str]] = {
     ("POST", f"{_M}/orders/{{order_id}}/cancel"): _WRITE,
     ("POST", f"{_M}/orders/bulk"): _WRITE,
     ("POST", f"{_M}/reviews/{{review_id}}/reply"): _WRITE,
+    # fulfillment: what a shipment needs is a read; shipping, labels and cancelling act
+    ("GET", f"{_M}/fulfillments"): _READ,
+    ("GET", f"{_M}/orders/{{orderId}}/shipping-options"): _READ,
+    ("GET", f"{_M}/orders/{{orderId}}/cancel-reasons"): _READ,
+    ("GET", f"{_M}/orders/{{orderId}}/label"): _WRITE,
+    ("POST", f"{_M}/labels"): _WRITE,
+    ("POST", f"{_M}/fulfillments"): _WRITE,
+    ("POST", f"{_M}/orders/{{orderId}}/ship"): _WRITE,
+    ("POST", f"{_M}/orders/{{orderId}}/cancel"): _WRITE,
+    ("POST", f"{_M}/orders/{{orderId}}/cancellation-request"): _WRITE,
     # stock
     ("PUT", f"{_M}/inventory/{{sku}}"): _STOCK,
     ("POST", f"{_M}/inventory/bulk"): _STOCK,

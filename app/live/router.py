@@ -136,6 +136,8 @@ async def mark_order_paid(
 @router.post(
     "/orders/{order_id}/cancel",
     responses=_ORDER_ANSWER | error_responses(401, 403, 404, 409, 422, 503),
+    # app/fulfillment's cancel (registered first) serves this path and delegates here.
+    include_in_schema=False,
 )
 async def cancel_order(
     order_id: OrderIdPath, body: OrderAction, uow: UowDep, user: CurrentUser

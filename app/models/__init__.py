@@ -7,6 +7,7 @@ from app.models.connect_grant import MarketplaceConnectGrant
 from app.models.connect_state import MarketplaceConnectState
 from app.models.connection import MarketplaceConnection
 from app.models.failed_order import MarketplaceFailedOrder
+from app.models.fulfillment import OrderFulfillment
 from app.models.inventory_sku import InventorySku
 from app.models.job_outbox import JobOutbox
 from app.models.live_comment import LiveComment
@@ -52,6 +53,7 @@ __all__ = [
     "MarketplaceSyncLog",
     "MarketplaceWebhook",
     "MessengerThread",
+    "OrderFulfillment",
     "RefreshToken",
     "SkuMapping",
     "SocialOrder",

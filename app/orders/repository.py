@@ -26,6 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import DatabaseUnavailable
+from app.fulfillment.repository import ORDER_FULFILLMENT_SQL
 from app.models.order import ARCHIVE_DUE_SQL
 from app.orders.schemas import OrderSort
 
@@ -42,13 +43,17 @@ SORT_KEYS: dict[OrderSort, tuple[str, bool, str]] = {
 }
 
 # Money as text: the exact stored digits, with no Decimal round trip on the hot path.
-ORDER_COLUMNS = """o.id, o.connection_id::text AS connection_id, o.platform_code,
+ORDER_COLUMNS = (
+    """o.id, o.connection_id::text AS connection_id, o.platform_code,
     o.external_order_id, o.status, o.raw_status, o.buyer_name, o.buyer_phone, o.buyer_email,
     o.shipping_address::text AS shipping_address, o.currency, o.subtotal::text AS subtotal,
     o.shipping_fee::text AS shipping_fee, o.discount::text AS discount, o.total::text AS total,
     o.payment_method, o.is_cod, o.order_created_at, o.order_updated_at, o.paid_at,
     o.updated_at, o.buyer_erased_at, o.archived_at, o.channel, o.buyer_external_id,
-    o.waiting_only"""
+    o.waiting_only, """
+    + ORDER_FULFILLMENT_SQL.format(order="o")
+    + " AS fulfillment"
+)
 # One index probe per order of the page, inside the statement (no N+1 round trips).
 ITEMS = """ARRAY(SELECT ARRAY[i.sku, i.name, i.variation, i.quantity::text, i.unit_price::text,
                        i.discount::text, i.external_item_id, i.external_product_id]

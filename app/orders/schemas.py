@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, PlainSerializer, model_validator
 
+from app.fulfillment.schemas import OrderFulfillmentOut
 from app.money import in_minor_units
 from app.platforms.types import OrderStatus, PlatformCode
 from app.schemas import CamelModel
@@ -131,6 +132,9 @@ class OrderOut(CamelModel):
         False,
         description="Every line waits for stock: nothing to pay yet; left out of `status=unpaid` "
         "lists and of analytics until a unit is the buyer's",
+    )
+    fulfillment: OrderFulfillmentOut | None = Field(
+        None, description="The latest shipment asked here (app/fulfillment), or null"
     )
 
     @model_validator(mode="after")

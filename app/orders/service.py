@@ -294,6 +294,8 @@ def _order(row: Any) -> dict[str, Any]:
         "channel": row["channel"],
         "buyerExternalId": row["buyer_external_id"],
         "waitingOnly": row["waiting_only"],
+        # The latest shipment (app/fulfillment), or null.
+        "fulfillment": from_json(row["fulfillment"]) if row["fulfillment"] else None,
         "waitlist": [
             {"sku": sku, "name": name, "code": code, "quantity": int(quantity)}
             for sku, name, code, quantity in row["waitlist"] or ()

@@ -27,6 +27,15 @@ from app.platforms.errors import (
     RateLimitedError,
     ReauthRequiredError,
 )
+from app.platforms.fulfillment import (
+    CancelReason,
+    LabelFormat,
+    LabelResult,
+    ShippingOptions,
+    ShipRequest,
+    ShipResult,
+    ShipTarget,
+)
 from app.platforms.http import (
     EventSink,
     PlatformTransport,
@@ -384,6 +393,39 @@ class MarketplaceClient(ABC):
             "re-authorize the connection.",
             platform=self.platform.value,
         )
+
+    # --- fulfillment (each platform's fulfillment.py overrides what it serves) ---------------
+
+    def _no_fulfillment(self, what: str) -> PermanentError:
+        return PermanentError(
+            f"{self.platform.value} does not support {what} here", platform=self.platform.value
+        )
+
+    async def shipping_options(self, target: ShipTarget) -> ShippingOptions:
+        """What a shipment of this order (or package) needs: methods, addresses, slots."""
+        raise self._no_fulfillment("shipping options")
+
+    async def ship(self, targets: Sequence[ShipTarget], request: ShipRequest) -> list[ShipResult]:
+        """Arrange shipment of every target, in as few calls as the platform allows; one
+        result per target, never a silent partial success."""
+        raise self._no_fulfillment("shipping")
+
+    async def tracking_number(self, target: ShipTarget) -> str | None:
+        """The carrier's tracking number once the platform has one (None: not yet)."""
+        return None
+
+    async def labels(self, targets: Sequence[ShipTarget], fmt: LabelFormat) -> list[LabelResult]:
+        """The airway bill of each target as PDF bytes, or not ready yet."""
+        raise self._no_fulfillment("shipping labels")
+
+    async def cancel_reasons(self, target: ShipTarget) -> list[CancelReason]:
+        raise self._no_fulfillment("cancellation")
+
+    async def cancel_order(self, target: ShipTarget, reason: str) -> None:
+        raise self._no_fulfillment("cancellation")
+
+    async def answer_cancellation(self, target: ShipTarget, accept: bool) -> None:
+        raise self._no_fulfillment("buyer cancellation requests")
 
     # --- shared token handling -----------------------------------------------------------
 

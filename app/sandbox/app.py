@@ -146,5 +146,7 @@ def describe_demo(demo: dict[str, object]) -> str:
         '  Shopee "code" (3, 4 with "orderIds"; 1, 2, 12, 6, 8), "lost": true to keep them for',
         '  get_lost_push_message; Lazada "messageType" (0, 10 with "orderIds"; 3, 4, 5, 6, 8);',
         '  Meta "field" ("feed", "messages", "commerce_orders").',
+        "A sale on a demo shop: POST /{shopee|lazada|facebook}/_sandbox/orders with",
+        '  {"count": 1, "sku": "SKU-0001-1", "quantity": 1} (stock falls on that shop).',
     ]
     return "\n".join(lines)

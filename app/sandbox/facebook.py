@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from app.sandbox import facebook_fulfillment
 from app.sandbox.common import Faults, JSONResponse, apply_faults, read_json_or_none
 from app.sandbox.seed import STATUSES, SeededShop, SeedOrder
 
@@ -806,8 +807,8 @@ class GraphApp:
             if found is None or found[0] is not page:
                 raise _missing(node)
             if method != "GET":
-                # Sync is read-only; acknowledging or changing orders is not served here.
-                raise GraphError(f"(#100) Unsupported post request on order {node}")
+                # Shipments and cancellations (app/sandbox/facebook_fulfillment.py).
+                return facebook_fulfillment.order_post(self.state, page, found[1], edge, ctx.params)
             return self._order(ctx, page, found[1], edge)
         kind, owner = known
         if owner is not page and (method, kind, edge) == ("GET", "page", None):
@@ -1198,6 +1199,11 @@ def create_app(state: FacebookSandbox | None = None) -> Starlette:
             Route("/_sandbox/orders/change", control.change_orders, methods=["POST"]),
             Route("/_sandbox/tokens/expire", control.expire_tokens, methods=["POST"]),
             Route("/_sandbox/webhooks/send", control.send_webhook, methods=["POST"]),
+            Route(
+                "/_sandbox/orders",
+                facebook_fulfillment.place_orders_endpoint(sandbox),
+                methods=["POST"],
+            ),
             Route("/{version}/{path:path}", graph.endpoint, methods=["GET", "POST", "DELETE"]),
         ]
     )

@@ -32,7 +32,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.platforms.lazada.auth import push_signature, sign
-from app.sandbox import lazada_reviews
+from app.sandbox import lazada_fulfillment, lazada_reviews
 from app.sandbox.common import Faults, JSONResponse, TokenRegistry, apply_faults, read_json_or_none
 from app.sandbox.seed import STATUSES, SeededShop, SeedOrder, SeedProduct, SeedVariation
 
@@ -478,6 +478,7 @@ class LazadaSandbox:
             "/product/price_quantity/update": (self._price_quantity_update, True),
             "/product/stock/sellable/update": (self._price_quantity_update, True),
             **{path: (handler, True) for path, handler in lazada_reviews.HANDLERS.items()},
+            **lazada_fulfillment.handlers(self),
         }
 
     @property
@@ -919,6 +920,7 @@ def create_app(state: LazadaSandbox | None = None) -> Starlette:
         ("/_sandbox/orders/change", sandbox.control_change_orders, ["POST"]),
         ("/_sandbox/tokens/expire", sandbox.control_expire_tokens, ["POST"]),
         ("/_sandbox/webhooks/send", sandbox.control_send_webhooks, ["POST"]),
+        ("/_sandbox/orders", lazada_fulfillment.place_orders_endpoint(sandbox), ["POST"]),
     ]
     app = Starlette(routes=[Route(path, fn, methods=methods) for path, fn, methods in routes])
     app.state.sandbox = sandbox

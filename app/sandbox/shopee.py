@@ -358,6 +358,10 @@ def render_order(
     }
     for name in fields & optional.keys():
         rendered[name] = optional[name]()
+    if "package_list" in fields:
+        from app.sandbox.shopee_fulfillment import package_list
+
+        rendered["package_list"] = package_list(shop, order)
     # total_amount and pay_time exist only once the buyer has paid (reference §1.5).
     if "total_amount" in fields and status != "UNPAID":
         rendered["total_amount"] = float(order.total)
@@ -432,7 +436,7 @@ class Call:
         return self.shop
 
 
-Handler = Callable[[ShopeeSandbox, Call], Awaitable[dict[str, Any]]]
+Handler = Callable[[ShopeeSandbox, Call], Awaitable[dict[str, Any] | Response]]
 
 
 def _envelope(payload: dict[str, Any]) -> dict[str, Any]:
@@ -528,7 +532,9 @@ def _endpoint(
                 if not isinstance(body, dict):
                     raise _param_error("Wrong parameters, detail: body is not a JSON object.")
             call = Call(request, request.query_params, body, shop, partner_id)
-            return JSONResponse(_envelope(await handler(state, call)))
+            answer = await handler(state, call)
+            # A shipping document download answers the file itself.
+            return answer if isinstance(answer, Response) else JSONResponse(_envelope(answer))
         except ShopeeApiError as error:
             return _error_response(error)
 
@@ -1033,10 +1039,15 @@ async def send_pushes(
 
 
 def create_app(state: ShopeeSandbox | None = None) -> Starlette:
+    from app.sandbox import shopee_fulfillment as fulfillment
+
     state = state or ShopeeSandbox()
     routes = [
         Route(path, _endpoint(state, path, level, handler), methods=[method])
-        for method, path, level, handler in API
+        for method, path, level, handler in (*API, *fulfillment.API)
+    ] + [
+        Route(path, fulfillment.control_endpoint(state, fn), methods=["POST"])
+        for path, fn in fulfillment.CONTROL
     ]
     app = Starlette(routes=routes + _control_routes(state))
     app.state.shopee = state

@@ -29,6 +29,7 @@ from app.alerts import service as alerts
 from app.connections.credentials import connection_client
 from app.connections.repository import mark_status, status_for_failure
 from app.errors import is_database_unavailable
+from app.fulfillment import service as fulfillment_service
 from app.jobs.policy import RetryPolicy
 from app.live.service import handle_page_event
 from app.metrics import service as metrics
@@ -268,6 +269,10 @@ async def _ingest(
             connection_id=claim.connection_id,
             user_id=claim.user_id,
             platform_code=claim.platform.value,
+        )
+        # A push about an order (Shopee's code 4: tracking number) reads its tracking again.
+        await fulfillment_service.orders_pushed(
+            session, claim.connection_id, [o.external_order_id for o in batch]
         )
 
     try:

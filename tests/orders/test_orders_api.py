@@ -156,6 +156,7 @@ async def test_list_returns_the_unified_shape_with_items_and_no_raw(
         "buyerExternalId": None,
         "waitlist": [],
         "waitingOnly": False,
+        "fulfillment": None,
         "items": [
             {
                 "sku": "RC-1",

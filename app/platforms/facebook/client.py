@@ -22,7 +22,6 @@ import httpx
 from app.platforms.base import (
     ClientConfig,
     ListingKey,
-    MarketplaceClient,
     OrderFailure,
     OrderPage,
     OrdersRead,
@@ -39,6 +38,7 @@ from app.platforms.errors import (
     ReauthRequiredError,
 )
 from app.platforms.facebook.auth import GraphAuth
+from app.platforms.facebook.fulfillment import FacebookFulfillment
 from app.platforms.facebook.mapping import (
     ALL_STATES,
     OrderMappingError,
@@ -94,7 +94,7 @@ class OrderUnreadable(PermanentError):
     """Meta returned the order, but it cannot be normalized."""
 
 
-class FacebookClient(MarketplaceClient):
+class FacebookClient(FacebookFulfillment):
     platform: ClassVar[PlatformCode] = PlatformCode.FACEBOOK
 
     # Graph's usual maximum page size; Meta documents none for commerce_orders (unconfirmed).

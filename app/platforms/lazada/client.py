@@ -19,7 +19,6 @@ from xml.sax.saxutils import escape
 
 from app.platforms.base import (
     ListingKey,
-    MarketplaceClient,
     NormalizedReview,
     OrderFailure,
     OrderPage,
@@ -38,6 +37,7 @@ from app.platforms.errors import (
 )
 from app.platforms.lazada import reviews as lazada_reviews
 from app.platforms.lazada.auth import LazadaAuth
+from app.platforms.lazada.fulfillment import LazadaFulfillment
 from app.platforms.lazada.mapping import (
     PLATFORM,
     LazadaMappingError,
@@ -265,7 +265,7 @@ class _OrderLister:
                 return
 
 
-class LazadaClient(MarketplaceClient):
+class LazadaClient(LazadaFulfillment):
     platform: ClassVar[PlatformCode] = PlatformCode.LAZADA
 
     orders_page_size: ClassVar[int] = ORDERS_PAGE_SIZE

@@ -6,14 +6,15 @@ import asyncio
 import logging
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
+import httpx
+
 from app.platforms.base import (
     ListingKey,
-    MarketplaceClient,
     NormalizedReview,
     OrderFailure,
     OrderPage,
@@ -31,6 +32,7 @@ from app.platforms.errors import (
 )
 from app.platforms.shopee import reviews as shopee_reviews
 from app.platforms.shopee.auth import ShopeeAuth
+from app.platforms.shopee.fulfillment import ShopeeFulfillment
 from app.platforms.shopee.mapping import (
     PLATFORM,
     OrderMappingError,
@@ -92,7 +94,7 @@ def _whole_seconds_ceil(moment: datetime) -> int:
     return math.ceil(moment.timestamp())
 
 
-class ShopeeClient(MarketplaceClient):
+class ShopeeClient(ShopeeFulfillment):
     platform: ClassVar[PlatformCode] = PlatformCode.SHOPEE
 
     # get_order_list accepts at most 15 days between time_from and time_to.
@@ -128,6 +130,7 @@ class ShopeeClient(MarketplaceClient):
         *,
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
+        classify: Callable[[httpx.Response], dict[str, Any]] = classify_response,
     ) -> dict[str, Any]:
         """A shop-level call with a fresh token; an auth failure refreshes once (base class)."""
 
@@ -142,7 +145,7 @@ class ShopeeClient(MarketplaceClient):
             return await self.transport.request(
                 method,
                 self._url(api_path),
-                classify=classify_response,
+                classify=classify,
                 params=params,
                 json_body=json_body,
                 auth=auth,
