@@ -169,7 +169,7 @@ async def _text_for(session: AsyncSession, order: MarketplaceOrder, social: Soci
     if order.status == "pending":
         return fill(PAID_TEXT, fields)
     if order.waiting_only:
-        return fill(WAITING_TEXT, fields)
+        return fill(WAITING_TEXT, fields, internal=("queue",))
     return render_message(template, fields)
 
 

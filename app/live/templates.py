@@ -13,7 +13,7 @@ PLACEHOLDERS = ("buyerName", "orderNumber", "lines", "waitlist", "total", "curre
 # Meta's Send API refuses a text message longer than 2,000 characters.
 MAX_MESSAGE_CHARS = 2000
 _ELLIPSIS = "…"
-_PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z]{1,32})\}")
 # Anything between braces that is not a documented name: `{buyer}`, `{total!r}`, `{0}`.
 _BRACED = re.compile(r"\{[^{}\s][^{}\n]{0,63}\}")
 
@@ -37,10 +37,17 @@ def check_template(template: str | None) -> str | None:
     return template
 
 
-def fill(template: str, fields: Mapping[str, str]) -> str:
+def fill(template: str, fields: Mapping[str, str], *, internal: tuple[str, ...] = ()) -> str:
     """Each documented placeholder replaced by its value (values are not searched again);
-    anything else stays as written. At most MAX_MESSAGE_CHARS characters."""
-    message = _PLACEHOLDER.sub(lambda m: fields.get(m.group(1), m.group(0)), template)
+    anything else stays as written. `internal`: names only our own texts use (a seller's
+    template never gets them). At most MAX_MESSAGE_CHARS characters."""
+    allowed = {*PLACEHOLDERS, *internal}
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return fields.get(name, match.group(0)) if name in allowed else match.group(0)
+
+    message = _PLACEHOLDER.sub(value, template)
     if len(message) > MAX_MESSAGE_CHARS:
         message = message[: MAX_MESSAGE_CHARS - len(_ELLIPSIS)] + _ELLIPSIS
     return message
