@@ -15,13 +15,22 @@ from tests.conftest import RunningSandbox, auth_headers, run_burst
 from tests.products.helpers import connect
 
 
-async def queued(redis: ArqRedis, job_id: str) -> None:
-    """The after-commit send runs as a task of the API's loop: wait until it has landed."""
+async def is_queued(redis: ArqRedis, dedupe_key: str) -> bool:
+    """A job `function:argument` (the review sync's dedupe key) is in arq's queue."""
+    function, _, argument = dedupe_key.partition(":")
+    return any(
+        job.function == function and list(job.args)[:1] == [argument]
+        for job in await redis.queued_jobs()
+    )
+
+
+async def queued(redis: ArqRedis, dedupe_key: str) -> None:
+    """The outbox relay hands committed jobs to arq right after the commit: wait for it."""
     for _ in range(200):
-        if await redis.exists(f"arq:job:{job_id}"):
+        if await is_queued(redis, dedupe_key):
             return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"job {job_id} was never queued")
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"job {dedupe_key} was never queued")
 
 
 async def shop_with_products(

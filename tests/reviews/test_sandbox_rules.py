@@ -21,7 +21,7 @@ from app.sandbox.review_seed import ReviewBook
 from app.sandbox.shopee_reviews import MAX_PER_QUERY
 from tests.conftest import TEST_TUNING, RunningSandbox, create_sandbox_shop
 from tests.products.helpers import connect
-from tests.reviews.helpers import queued, review_book
+from tests.reviews.helpers import is_queued, queued, review_book
 
 
 def credentials(shop: dict[str, str]) -> Credentials:
@@ -146,4 +146,4 @@ async def test_the_daily_schedule_queues_shopee_and_lazada_shops_only(
     assert await schedule_review_syncs(job_context) == 2  # type: ignore[arg-type]
     for connection in (shopee, lazada):
         await queued(redis, sync_job_key(connection["id"]))
-    assert not await redis.exists(f"arq:job:{sync_job_key(facebook['id'])}")
+    assert not await is_queued(redis, sync_job_key(facebook["id"]))
