@@ -24,7 +24,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.inventory import ledger
+from app.inventory import ledger, low_stock
 from app.inventory.requests import request_pushes
 from app.inventory.rules import FULFILLED_STATUSES, RELEASING_STATUSES, Balance
 from app.live.orders import settle_orders
@@ -37,7 +37,8 @@ from app.platforms.types import NormalizedOrder
 LOCK_TIMEOUT = "3s"
 
 _LOCK = text(
-    "SELECT id, available, oversold, reserved, tracked_since FROM inventory_skus "
+    "SELECT id, available, oversold, reserved, tracked_since, low_stock_at, "
+    "low_stock_alerted_at IS NOT NULL AS low_stock_alerted FROM inventory_skus "
     "WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id FOR NO KEY UPDATE"
 )
 _WRITE_COUNTERS = text(
@@ -141,6 +142,15 @@ class SkuState:
     changed: bool = False
     # Units came back (a release, a higher figure): the waiting lines are served first.
     returned: bool = False
+    low_stock_at: int | None = None
+    low_stock_alerted: bool = False
+
+    @property
+    def low_stock_changes(self) -> bool:
+        """The figure crossed the low-stock threshold (either way) since the last alert."""
+        return low_stock.is_low(self.balance.available, self.low_stock_at) != (
+            self.low_stock_alerted
+        )
 
     @property
     def free(self) -> int:
@@ -331,6 +341,14 @@ class StockMover:
             )
             for i in changed:
                 self.states[i].changed = False
+            crossed = [i for i in changed if self.states[i].low_stock_changes]
+            if crossed:
+                await low_stock.evaluate(session, crossed)
+                for i in crossed:
+                    state = self.states[i]
+                    state.low_stock_alerted = low_stock.is_low(
+                        state.balance.available, state.low_stock_at
+                    )
         await ledger.append(session, self._entries)
         moved = {e.master_sku_id for e in self._entries}
         self._delta.clear()
@@ -357,7 +375,11 @@ async def locked_skus(
     if master_sku_ids:
         for row in await session.execute(_LOCK, {"ids": sorted(set(master_sku_ids))}):
             states[row.id] = SkuState(
-                Balance(row.available, row.oversold), row.reserved, row.tracked_since
+                Balance(row.available, row.oversold),
+                row.reserved,
+                row.tracked_since,
+                low_stock_at=row.low_stock_at,
+                low_stock_alerted=row.low_stock_alerted,
             )
     mover = StockMover(states, connection_id, platform_code)
     yield mover
