@@ -1,6 +1,7 @@
 """Bulk requests: one result per row, each row applied in its own savepoint, so a bad row
-never stops the others. Rows that lose a deadlock or wait out a lock timeout are retried (the
-savepoint rolled back releases what the row locked, so the other transaction can go on)."""
+never stops the others. A row that loses a deadlock is retried (the savepoint rolled back
+releases what the row locked, so the other transaction can go on); one that waited out the
+lock timeout has waited long enough and is reported `busy`."""
 
 from __future__ import annotations
 
@@ -49,11 +50,15 @@ def _field_of(exc: AppError, default: str | None) -> str | None:
 
 
 async def apply_row(
-    session: AsyncSession, apply: Callable[[], Awaitable[object]], *, field: str | None
+    session: AsyncSession,
+    apply: Callable[[], Awaitable[object]],
+    *,
+    field: str | None,
+    attempts: int = ROW_ATTEMPTS,
 ) -> RowError | None:
     """Run `apply` in a savepoint of the caller's transaction: None when it worked, else the
     row's error (what it did is rolled back). `field`: what an error names by default."""
-    for attempt in range(1, ROW_ATTEMPTS + 1):
+    for attempt in range(1, attempts + 1):
         try:
             async with session.begin_nested():
                 await apply()
@@ -63,7 +68,7 @@ async def apply_row(
         except AppError as exc:
             return RowError(code=exc.code, message=exc.message, field=_field_of(exc, field))
         except DBAPIError as exc:
-            if (is_deadlock(exc) or is_lock_timeout(exc)) and attempt < ROW_ATTEMPTS:
+            if is_deadlock(exc) and attempt < attempts:
                 continue
             if is_deadlock(exc) or is_lock_timeout(exc):
                 return RowError(

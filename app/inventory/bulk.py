@@ -1,11 +1,12 @@
 """Bulk stock changes: many `PUT inventory/{sku}` in one request, as JSON or a CSV upload.
 
-Every row is checked on its own and applied in its own savepoint through the same service
-as the single PUT (ledger, waiting lines, low-stock alert); the pushes of the whole bulk are
-asked for once at the end, so each connection gets one push round however many rows touched
-it. An SKU not seen before is created, as the single PUT creates it. A SKU named twice in one
-request is an error on its later rows (the first applies): which one should win is not ours
-to guess. CSV cells: empty leaves the field unchanged, `null` removes a rule."""
+Every row is checked on its own, then applied through the same service as the single PUT
+(ledger, waiting lines, low-stock alert): the valid rows together in one savepoint, or, should
+that fail, each in its own savepoint so that only the rows at fault fail. The pushes of the
+whole bulk are asked for once at the end: one push round per connection, however many rows
+touched it. A SKU not seen before is created, as the single PUT creates it. A SKU named twice
+in one request is an error on its later rows (the first applies): which one should win is not
+ours to guess. CSV cells: empty leaves the field unchanged, `null` removes a rule."""
 
 from __future__ import annotations
 
@@ -18,14 +19,12 @@ from typing import Any
 
 import orjson
 from pydantic import Field
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bulk import RowError, RowStatus, apply_row
-from app.inventory.moves import LOCK_TIMEOUT
 from app.inventory.requests import coalesced_pushes
 from app.inventory.schemas import SkuMappingUpdate
-from app.inventory.service import apply_inventory_update, update_mapping_in
+from app.inventory.service import apply_inventory_updates, update_mapping_in
 from app.orders.service import invalid
 from app.schemas import CamelModel, unstorable_text
 
@@ -41,14 +40,6 @@ FIELDS = {
     "lowStockAt": "low_stock_at",
 }
 _INTEGER = re.compile(r"[+-]?\d+")
-
-# The master SKUs the bulk changes that exist already, locked up front in id order (the
-# order every stock writer takes them in) so that the bulk, which holds each until it
-# commits, never deadlocks with an order's reservation.
-_LOCK_EXISTING = text(
-    "SELECT id FROM inventory_skus WHERE user_id = :user_id "
-    "AND sku = ANY(CAST(:skus AS text[])) ORDER BY id FOR NO KEY UPDATE"
-)
 
 
 class BulkInventoryResult(CamelModel):
@@ -231,27 +222,34 @@ def _mark_duplicates(rows: Sequence[BulkRow]) -> None:
 async def apply_rows(
     session: AsyncSession, user_id: str, rows: Sequence[BulkRow]
 ) -> list[BulkInventoryResult]:
-    """Apply the valid rows, each in its savepoint; one result per row, in order."""
+    """Apply the valid rows; one result per row, in order. All of them are first applied
+    together in one savepoint (one lock round in id order, one mover write: the fast path
+    for rows already checked); should that fail (a lock held too long, a deadlock, a
+    constraint), it is rolled back and each row is applied in its own savepoint instead, so
+    only the rows at fault fail."""
     _mark_duplicates(rows)
-    wanted = sorted({row.sku for row in rows if row.error is None and row.sku is not None})
-    if wanted:
-        previous = await session.scalar(text("SELECT current_setting('lock_timeout')"))
-        await session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-        await session.execute(_LOCK_EXISTING, {"user_id": user_id, "skus": wanted})
-        await session.execute(
-            text("SELECT set_config('lock_timeout', :value, true)"), {"value": str(previous)}
-        )
+    valid = [row for row in rows if row.error is None and row.sku is not None]
     async with coalesced_pushes(session) as batch:
-        for row in rows:
-            if row.error is not None or row.sku is None:
-                continue
-            sku, changes = row.sku, row.changes
+        if valid:
 
-            async def apply(sku: str = sku, changes: dict[str, int | None] = changes) -> None:
+            async def apply_all() -> None:
                 with batch.row():
-                    await apply_inventory_update(session, user_id, sku, changes)
+                    await apply_inventory_updates(
+                        session, user_id, {row.sku: row.changes for row in valid if row.sku}
+                    )
 
-            row.error = await apply_row(session, apply, field="sku")
+            if await apply_row(session, apply_all, field="sku", attempts=1) is not None:
+                for row in valid:
+                    assert row.sku is not None
+                    sku, changes = row.sku, row.changes
+
+                    async def apply_one(
+                        sku: str = sku, changes: dict[str, int | None] = changes
+                    ) -> None:
+                        with batch.row():
+                            await apply_inventory_updates(session, user_id, {sku: changes})
+
+                    row.error = await apply_row(session, apply_one, field="sku")
     return [
         BulkInventoryResult(
             sku=row.sku,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -360,6 +360,18 @@ class StockMover:
 
 
 @asynccontextmanager
+async def bounded_lock_wait(session: AsyncSession) -> AsyncIterator[None]:
+    """Lock waits in the block end after LOCK_TIMEOUT (a lock-not-available error) instead of
+    stalling; the transaction's own setting comes back after it."""
+    previous = await session.scalar(text("SELECT current_setting('lock_timeout')"))
+    await session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+    yield
+    await session.execute(
+        text("SELECT set_config('lock_timeout', :value, true)"), {"value": str(previous)}
+    )
+
+
+@asynccontextmanager
 async def locked_skus(
     session: AsyncSession,
     master_sku_ids: Collection[int],
@@ -369,24 +381,20 @@ async def locked_skus(
 ) -> AsyncIterator[StockMover]:
     """Row locks on the master SKUs (id order, the order every stock writer uses), with the
     lock timeout; the moves made in the block are written when it ends."""
-    previous = await session.scalar(text("SELECT current_setting('lock_timeout')"))
-    await session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-    states: dict[int, SkuState] = {}
-    if master_sku_ids:
-        for row in await session.execute(_LOCK, {"ids": sorted(set(master_sku_ids))}):
-            states[row.id] = SkuState(
-                Balance(row.available, row.oversold),
-                row.reserved,
-                row.tracked_since,
-                low_stock_at=row.low_stock_at,
-                low_stock_alerted=row.low_stock_alerted,
-            )
-    mover = StockMover(states, connection_id, platform_code)
-    yield mover
-    await mover.write(session)
-    await session.execute(
-        text("SELECT set_config('lock_timeout', :value, true)"), {"value": str(previous)}
-    )
+    async with bounded_lock_wait(session):
+        states: dict[int, SkuState] = {}
+        if master_sku_ids:
+            for row in await session.execute(_LOCK, {"ids": sorted(set(master_sku_ids))}):
+                states[row.id] = SkuState(
+                    Balance(row.available, row.oversold),
+                    row.reserved,
+                    row.tracked_since,
+                    low_stock_at=row.low_stock_at,
+                    low_stock_alerted=row.low_stock_alerted,
+                )
+        mover = StockMover(states, connection_id, platform_code)
+        yield mover
+        await mover.write(session)
 
 
 async def resolve_skus(
@@ -517,5 +525,16 @@ async def set_figure(
 ) -> None:
     """`PUT inventory` and links: the master SKU's balance becomes `value` (a ledger `set`);
     units it gains serve the waiting lines first, and its listings are told."""
-    async with locked_skus(session, [master_sku_id]) as mover:
-        mover.set_figure(master_sku_id, value, note, origin)
+    await set_figures(session, {master_sku_id: value}, note, origin)
+
+
+async def set_figures(
+    session: AsyncSession,
+    figures: Mapping[int, int],
+    note: str,
+    origin: Origin | None = None,
+) -> None:
+    """`set_figure` for many master SKUs at once (a bulk change): one lock round, one write."""
+    async with locked_skus(session, figures) as mover:
+        for master_sku_id, value in sorted(figures.items()):
+            mover.set_figure(master_sku_id, value, note, origin)

@@ -289,3 +289,31 @@ async def test_bulk_sku_mappings_answer_a_result_per_listing(
     assert response.status_code == 200, response.text
     assert response.json()["data"]["id"] == second
     assert response.json()["data"]["masterSku"] == SKU
+
+
+async def test_a_row_locked_by_another_transaction_fails_alone(
+    stock_api: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession], clean: None
+) -> None:
+    for sku in ("HELD-1", "FREE-1"):
+        assert (await bulk_json(stock_api, [{"sku": sku, "available": 1}])).status_code == 200
+    async with session_factory() as holder:
+        # Another writer keeps HELD-1 locked past the stock lock timeout (3 s): the bulk's
+        # one-savepoint attempt gives up, and then only that row fails.
+        await holder.execute(text("SELECT id FROM inventory_skus WHERE sku = 'HELD-1' FOR UPDATE"))
+        response = await bulk_json(
+            stock_api,
+            [
+                {"sku": "FREE-1", "available": 5},
+                {"sku": "HELD-1", "available": 5},
+                {"sku": "FRESH-1", "available": 5},
+            ],
+        )
+        await holder.rollback()
+    assert [outcome(r) for r in response.json()["data"]] == [
+        ("FREE-1", "ok", None, None),
+        ("HELD-1", "error", "busy", "items[1].sku"),
+        ("FRESH-1", "ok", None, None),
+    ]
+    assert [(await inventory(stock_api, s))["available"] for s in ("FREE-1", "HELD-1")] == [5, 1]
+    assert (await inventory(stock_api, "FRESH-1"))["available"] == 5
+    assert [e["quantity"] for e in await ledger(stock_api, "FREE-1")] == [1, 5]
