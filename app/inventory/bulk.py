@@ -45,7 +45,9 @@ _INTEGER = re.compile(r"[+-]?\d+")
 class BulkInventoryResult(CamelModel):
     sku: str | None
     status: RowStatus
-    row: int | None = Field(None, description="CSV only: the row in the file (the header is 1)")
+    row: int | None = Field(
+        None, description="CSV only: the row as a spreadsheet numbers it (the header is 1)"
+    )
     error: RowError | None = None
 
 
@@ -174,11 +176,12 @@ def rows_from_csv(content: bytes) -> list[BulkRow]:
         if "sku" not in columns:
             raise invalid("sku", "The header must have a sku column")
         rows: list[BulkRow] = []
-        for cells in reader:
+        # The spreadsheet's row number: one per record (a cell spanning lines is one row, a
+        # blank line is a row too), the header being row 1.
+        for number, cells in enumerate(reader, start=2):
             if not any(cell.strip() for cell in cells):
                 continue  # blank lines, which spreadsheets leave at the end
             _check_size(len(rows) + 1)
-            number = reader.line_num
             if len(cells) > len(columns):
                 row = BulkRow(
                     cells[0].strip() if cells else None,

@@ -134,10 +134,10 @@ async def test_a_csv_upload_with_a_bom_and_thai_skus_names_each_row(
         (2, "เสื้อยืด-แดง", "ok", None, None),
         (3, 'กางเกง, ยีนส์ "พิเศษ"', "ok", None, None),
         (4, "SKU-Z", "error", "invalid_value", "available"),
-        # csv's line count: the blank line is skipped, the quoted cell spans two lines.
-        (7, "หมวก\nสองบรรทัด", "error", "invalid_value", "available"),
-        (8, "กระเป๋า", "error", "invalid_value", "available"),
-        (9, "รองเท้า", "ok", None, None),
+        # Spreadsheet rows: the blank line is row 5, a cell over two lines is one row.
+        (6, "หมวก\nสองบรรทัด", "error", "invalid_value", "available"),
+        (7, "กระเป๋า", "error", "invalid_value", "available"),
+        (8, "รองเท้า", "ok", None, None),
     ]
     shirt = await inventory(stock_api, "เสื้อยืด-แดง")
     assert (shirt["available"], shirt["buffer"], shirt["lowStockAt"]) == (12, None, 5)
