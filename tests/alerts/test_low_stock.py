@@ -51,16 +51,22 @@ async def low_stock_alerts(session_factory: async_sessionmaker[AsyncSession]) ->
 
 
 async def sell(
-    session_factory: async_sessionmaker[AsyncSession], connection_id: uuid.UUID, count: int
+    session_factory: async_sessionmaker[AsyncSession],
+    connection_id: uuid.UUID,
+    count: int,
+    *,
+    order_id: str | None = None,
+    status: OrderStatus = OrderStatus.PENDING,
 ) -> None:
-    """`count` orders of one unit each, stored concurrently (each in its own transaction)."""
+    """`count` orders of one unit each, stored concurrently (each in its own transaction);
+    `order_id` and `status`: one order seen again in a new status."""
 
     async def one() -> None:
         now = datetime.now(UTC)
         order = NormalizedOrder(
-            external_order_id=f"LOW-{next(_numbers)}",
-            status=OrderStatus.PENDING,
-            raw_status="pending",
+            external_order_id=order_id or f"LOW-{next(_numbers)}",
+            status=status,
+            raw_status=status.value,
             currency="THB",
             created_at=now,
             updated_at=now,
@@ -152,3 +158,27 @@ async def test_bulk_changes_set_the_threshold_and_raise_the_alert(
             )
         )
         assert [tuple(r) for r in fired] == [("BULK-FINE", False), ("BULK-LOW", True)]
+
+
+async def test_a_release_rearms_the_alert(
+    api: httpx.AsyncClient, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    shop = await add_connection(session_factory, USER, "shopee")
+    await put(api, available=4, lowStockAt=3)
+    await sell(session_factory, shop, 1, order_id="LOW-RELEASED")  # 4 -> 3: the alert
+    assert [a["available"] for a in await low_stock_alerts(session_factory)] == [3]
+    # The order is cancelled: its unit comes back (3 -> 4), above the threshold again.
+    await sell(session_factory, shop, 1, order_id="LOW-RELEASED", status=OrderStatus.CANCELLED)
+    async with session_factory() as session:
+        row = (
+            await session.execute(
+                text(
+                    "SELECT available, low_stock_alerted_at IS NULL AS armed "
+                    "FROM inventory_skus WHERE sku = :sku"
+                ),
+                {"sku": SKU},
+            )
+        ).one()
+    assert (row.available, row.armed) == (4, True)
+    await sell(session_factory, shop, 1)  # 4 -> 3 again: the second alert
+    assert [a["available"] for a in await low_stock_alerts(session_factory)] == [3, 3]
