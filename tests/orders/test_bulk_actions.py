@@ -9,8 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.bulk import apply_row
 from app.inventory.recompute import recompute_counters
 from app.orders.bulk import MAX_ORDERS
 from tests.conftest import RunningSandbox, make_settings
@@ -140,3 +143,34 @@ async def test_a_malformed_bulk_order_action_is_a_422_naming_the_field(
     assert any("orderIds" in f for f in fields(await bulk(api, "cancel", [])))
     assert any("action" in f for f in fields(await bulk(api, "ship", [1])))
     assert any("orderIds" in f for f in fields(await bulk(api, "cancel", ["abc"])))
+
+
+class _Deadlock(Exception):
+    sqlstate = "40P01"
+
+
+async def test_a_row_that_loses_a_deadlock_is_retried_in_a_fresh_savepoint(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    tries = 0
+
+    async def loses_twice() -> None:
+        nonlocal tries
+        tries += 1
+        await session.execute(text("CREATE TEMPORARY TABLE IF NOT EXISTS bulk_try (n int)"))
+        await session.execute(text("INSERT INTO bulk_try VALUES (:n)"), {"n": tries})
+        if tries < 3:
+            raise DBAPIError("INSERT", None, _Deadlock())
+
+    async with session_factory() as session:
+        assert await apply_row(session, loses_twice, field="orderIds[0]") is None
+        # Only the successful try's work is kept: the lost ones were rolled back.
+        assert list(await session.scalars(text("SELECT n FROM bulk_try"))) == [3]
+
+        async def always_loses() -> None:
+            raise DBAPIError("UPDATE", None, _Deadlock())
+
+        error = await apply_row(session, always_loses, field="orderIds[1]")
+        assert error is not None and (error.code, error.field) == ("busy", "orderIds[1]")
+        await session.rollback()
+    assert tries == 3
