@@ -32,6 +32,7 @@ from app.errors import (
 )
 from app.fulfillment.router import router as fulfillment_router
 from app.headers import SecurityHeadersMiddleware
+from app.inventory.bulk_router import router as inventory_bulk_router
 from app.inventory.router import router as inventory_router
 from app.jobs import lazy_redis
 from app.jobs.relay import Relay
@@ -40,6 +41,7 @@ from app.logging import RequestIdMiddleware, configure_logging
 from app.metrics.middleware import HttpMetricsMiddleware
 from app.metrics.router import router as metrics_router
 from app.metrics.service import Flusher
+from app.orders.bulk_router import router as orders_bulk_router
 from app.orders.router import router as orders_router
 from app.platforms.registry import PlatformGateway
 from app.products.router import router as products_router
@@ -130,12 +132,14 @@ def create_app(
     app.add_middleware(HttpMetricsMiddleware)
     app.include_router(connections_router)
     app.include_router(orders_router)
+    app.include_router(orders_bulk_router)
     app.include_router(sync_router)
     app.include_router(webhooks_router)
     app.include_router(metrics_router)
     app.include_router(buyers_router)
     app.include_router(authorize_router)
     app.include_router(products_router)
+    app.include_router(inventory_bulk_router)
     app.include_router(inventory_router)
     app.include_router(analytics_router)
     # Before live_router: its POST .../orders/{id}/cancel serves live orders and reason-less calls.

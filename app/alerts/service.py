@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -54,6 +54,7 @@ class AlertType(StrEnum):
     CONNECTION_ERROR = "connection.error"
     SYNC_FAILED_REPEATEDLY = "sync.failed_repeatedly"
     AUTHORIZATION_EXPIRING = "authorization.expiring"
+    LOW_STOCK = "inventory.low_stock"
 
 
 class AlertStatus(StrEnum):
@@ -85,14 +86,17 @@ async def raise_alert(
     platform_code: str | None,
     message: str,
     dedupe_key: str,
+    details: Mapping[str, object] | None = None,
 ) -> None:
     """Write the alert, and the job that delivers it, into the caller's transaction (the edge
-    commits). An alert with the same dedupe key already raised is left as it is."""
+    commits). An alert with the same dedupe key already raised is left as it is. `details`:
+    the fields of this alert type, besides the ones every alert has."""
     body = orjson.dumps(
         {
             "type": str(type),
             "connectionId": str(connection_id) if connection_id else None,
             "platformCode": platform_code,
+            **(details or {}),
             "message": message[:MAX_MESSAGE_CHARS],
             "at": _iso(datetime.now(UTC)),
         }

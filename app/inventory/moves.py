@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,7 +24,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.inventory import ledger
+from app.inventory import ledger, low_stock
 from app.inventory.requests import request_pushes
 from app.inventory.rules import FULFILLED_STATUSES, RELEASING_STATUSES, Balance
 from app.live.orders import settle_orders
@@ -37,7 +37,8 @@ from app.platforms.types import NormalizedOrder
 LOCK_TIMEOUT = "3s"
 
 _LOCK = text(
-    "SELECT id, available, oversold, reserved, tracked_since FROM inventory_skus "
+    "SELECT id, available, oversold, reserved, tracked_since, low_stock_at, "
+    "low_stock_alerted_at IS NOT NULL AS low_stock_alerted FROM inventory_skus "
     "WHERE id = ANY(CAST(:ids AS bigint[])) ORDER BY id FOR NO KEY UPDATE"
 )
 _WRITE_COUNTERS = text(
@@ -141,6 +142,15 @@ class SkuState:
     changed: bool = False
     # Units came back (a release, a higher figure): the waiting lines are served first.
     returned: bool = False
+    low_stock_at: int | None = None
+    low_stock_alerted: bool = False
+
+    @property
+    def low_stock_changes(self) -> bool:
+        """The figure crossed the low-stock threshold (either way) since the last alert."""
+        return low_stock.is_low(self.balance.available, self.low_stock_at) != (
+            self.low_stock_alerted
+        )
 
     @property
     def free(self) -> int:
@@ -331,6 +341,14 @@ class StockMover:
             )
             for i in changed:
                 self.states[i].changed = False
+            crossed = [i for i in changed if self.states[i].low_stock_changes]
+            if crossed:
+                await low_stock.evaluate(session, crossed)
+                for i in crossed:
+                    state = self.states[i]
+                    state.low_stock_alerted = low_stock.is_low(
+                        state.balance.available, state.low_stock_at
+                    )
         await ledger.append(session, self._entries)
         moved = {e.master_sku_id for e in self._entries}
         self._delta.clear()
@@ -339,6 +357,18 @@ class StockMover:
         settle, self._settle = sorted(self._settle), set()
         if settle:
             await settle_orders(session, settle)
+
+
+@asynccontextmanager
+async def bounded_lock_wait(session: AsyncSession) -> AsyncIterator[None]:
+    """Lock waits in the block end after LOCK_TIMEOUT (a lock-not-available error) instead of
+    stalling; the transaction's own setting comes back after it."""
+    previous = await session.scalar(text("SELECT current_setting('lock_timeout')"))
+    await session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+    yield
+    await session.execute(
+        text("SELECT set_config('lock_timeout', :value, true)"), {"value": str(previous)}
+    )
 
 
 @asynccontextmanager
@@ -351,20 +381,20 @@ async def locked_skus(
 ) -> AsyncIterator[StockMover]:
     """Row locks on the master SKUs (id order, the order every stock writer uses), with the
     lock timeout; the moves made in the block are written when it ends."""
-    previous = await session.scalar(text("SELECT current_setting('lock_timeout')"))
-    await session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-    states: dict[int, SkuState] = {}
-    if master_sku_ids:
-        for row in await session.execute(_LOCK, {"ids": sorted(set(master_sku_ids))}):
-            states[row.id] = SkuState(
-                Balance(row.available, row.oversold), row.reserved, row.tracked_since
-            )
-    mover = StockMover(states, connection_id, platform_code)
-    yield mover
-    await mover.write(session)
-    await session.execute(
-        text("SELECT set_config('lock_timeout', :value, true)"), {"value": str(previous)}
-    )
+    async with bounded_lock_wait(session):
+        states: dict[int, SkuState] = {}
+        if master_sku_ids:
+            for row in await session.execute(_LOCK, {"ids": sorted(set(master_sku_ids))}):
+                states[row.id] = SkuState(
+                    Balance(row.available, row.oversold),
+                    row.reserved,
+                    row.tracked_since,
+                    low_stock_at=row.low_stock_at,
+                    low_stock_alerted=row.low_stock_alerted,
+                )
+        mover = StockMover(states, connection_id, platform_code)
+        yield mover
+        await mover.write(session)
 
 
 async def resolve_skus(
@@ -495,5 +525,16 @@ async def set_figure(
 ) -> None:
     """`PUT inventory` and links: the master SKU's balance becomes `value` (a ledger `set`);
     units it gains serve the waiting lines first, and its listings are told."""
-    async with locked_skus(session, [master_sku_id]) as mover:
-        mover.set_figure(master_sku_id, value, note, origin)
+    await set_figures(session, {master_sku_id: value}, note, origin)
+
+
+async def set_figures(
+    session: AsyncSession,
+    figures: Mapping[int, int],
+    note: str,
+    origin: Origin | None = None,
+) -> None:
+    """`set_figure` for many master SKUs at once (a bulk change): one lock round, one write."""
+    async with locked_skus(session, figures) as mover:
+        for master_sku_id, value in sorted(figures.items()):
+            mover.set_figure(master_sku_id, value, note, origin)

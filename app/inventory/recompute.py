@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.inventory import low_stock
 from app.inventory.rules import Balance
 
 logger = logging.getLogger("app.inventory.recompute")
@@ -65,6 +66,7 @@ class Drift:
 async def _batch(session: AsyncSession, after: int) -> tuple[list[Drift], int | None]:
     rows = (await session.execute(_DERIVED, {"after": after, "limit": BATCH})).all()
     drifts = []
+    corrected: list[int] = []
     for row in rows:
         balance = Balance.of(int(row.balance))
         derived = {
@@ -80,6 +82,9 @@ async def _batch(session: AsyncSession, after: int) -> tuple[list[Drift], int | 
         if derived != stored:
             drifts.append(Drift(row.user_id, row.sku, stored, derived))
             await session.execute(_FIX, {"id": row.id, **derived})
+            corrected.append(row.id)
+    # A corrected figure may cross a low-stock threshold like any move.
+    await low_stock.evaluate(session, corrected)
     return drifts, (rows[-1].id if len(rows) == BATCH else None)
 
 

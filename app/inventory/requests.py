@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -76,9 +78,60 @@ def queue_push_jobs(
         )
 
 
+_BATCH = "omni_push_batch"
+
+
+@dataclass
+class PushBatch:
+    """Pushes asked for during a bulk change, asked for once when it ends: one job (so one
+    push round) per connection for the whole bulk, whatever its length. Each row collects
+    into its own sets, kept only when the row succeeds (its savepoint rolled back, the row
+    asks for nothing)."""
+
+    masters: set[int] = field(default_factory=set)
+    listings: set[int] = field(default_factory=set)
+
+    @contextmanager
+    def row(self) -> Iterator[None]:
+        outer = (self.masters, self.listings)
+        self.masters, self.listings = set(), set()
+        try:
+            yield
+        except BaseException:
+            self.masters, self.listings = outer
+            raise
+        outer[0].update(self.masters)
+        outer[1].update(self.listings)
+        self.masters, self.listings = outer
+
+
+@asynccontextmanager
+async def coalesced_pushes(session: AsyncSession) -> AsyncIterator[PushBatch]:
+    """Inside the block `request_pushes` and `request_listing_pushes` only collect; the
+    pushes are asked for when the block ends (not when it raises: the transaction is lost)."""
+    batch = PushBatch()
+    session.info[_BATCH] = batch
+    try:
+        yield batch
+    finally:
+        del session.info[_BATCH]
+    await request_pushes(session, batch.masters)
+    await request_listing_pushes(session, batch.listings)
+
+
+def _batch(session: AsyncSession) -> PushBatch | None:
+    batch = session.info.get(_BATCH)
+    return batch if isinstance(batch, PushBatch) else None
+
+
 async def request_pushes(session: AsyncSession, master_sku_ids: Collection[int]) -> set[uuid.UUID]:
-    """Every listing linked to these master SKUs is to be told their new figure."""
+    """Every listing linked to these master SKUs is to be told their new figure. Returns the
+    connections asked (none yet inside `coalesced_pushes`)."""
     if not master_sku_ids:
+        return set()
+    batch = _batch(session)
+    if batch is not None:
+        batch.masters.update(master_sku_ids)
         return set()
     rows = await session.execute(
         _MARK_PENDING, {"skus": sorted(master_sku_ids), "grace": CLAIM_GRACE_SECONDS}
@@ -90,6 +143,10 @@ async def request_pushes(session: AsyncSession, master_sku_ids: Collection[int])
 
 async def request_listing_pushes(session: AsyncSession, listing_ids: Collection[int]) -> None:
     if not listing_ids:
+        return
+    batch = _batch(session)
+    if batch is not None:
+        batch.listings.update(listing_ids)
         return
     rows = await session.execute(
         _MARK_LISTINGS_PENDING, {"ids": sorted(listing_ids), "grace": CLAIM_GRACE_SECONDS}

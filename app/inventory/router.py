@@ -2,15 +2,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 
 from app.auth import CurrentUser, ensure_same_user
-from app.inventory import service
+from app.inventory import bulk, service
+from app.inventory.bulk import BulkMappingResults
 from app.inventory.schemas import (
     InventoryPage,
     InventoryRow,
     InventoryUpdate,
     LedgerPage,
+    SkuMappingBulk,
     SkuMappingUpdate,
 )
 from app.products.schemas import ListingOut
@@ -29,14 +31,21 @@ CursorQuery = Annotated[str | None, Query(max_length=200)]
 
 @router.put(
     "/sku-mappings",
-    response_model=DataResponse[ListingOut],
+    response_model=DataResponse[ListingOut] | BulkMappingResults,
     responses=error_responses(401, 403, 404, 422, 503),
 )
 async def put_sku_mapping(
-    body: SkuMappingUpdate, uow: UowDep, user: CurrentUser
-) -> DataResponse[ListingOut]:
-    """Link a listing to a master SKU (`masterSku: null` unlinks it); answers the listing."""
+    body: SkuMappingUpdate | SkuMappingBulk, uow: UowDep, user: CurrentUser
+) -> DataResponse[ListingOut] | Response:
+    """Link a listing to a master SKU (`masterSku: null` unlinks it); answers the listing. With
+    `items: [{listingId, masterSku}]` (at most 5,000), many: a result per row, in order."""
     owner = ensure_same_user(user, body.user_id)
+    if isinstance(body, SkuMappingBulk):
+        results = await bulk.apply_mappings(uow.session, owner, body.items)
+        await uow.commit()
+        # As the inventory bulk answers: a row's `error` only when it failed.
+        answer = BulkMappingResults(data=results).model_dump_json(by_alias=True, exclude_none=True)
+        return Response(content=answer, media_type="application/json")
     listing_id = await service.update_mapping(uow, owner, body)
     listing = await get_listing(uow.session, owner, listing_id)
     await uow.commit()

@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import Field
 
@@ -44,6 +45,9 @@ class InventoryRow(CamelModel):
     buffer: int | None
     zero_below: int | None
     max_quantity: int | None
+    low_stock_at: int | None = Field(
+        description="An `inventory.low_stock` alert is raised when available reaches this"
+    )
     sellable: int = Field(description="What each channel is told it may still sell")
     listings: list[InventoryListing]
 
@@ -66,12 +70,21 @@ class InventoryUpdate(CamelModel):
     buffer: int | None = Field(None, ge=0, le=2**31 - 1)
     zero_below: int | None = Field(None, ge=0, le=2**31 - 1)
     max_quantity: int | None = Field(None, ge=0, le=2**31 - 1)
+    low_stock_at: int | None = Field(None, ge=0, le=2**31 - 1)
 
 
 class SkuMappingUpdate(CamelModel):
     user_id: str = Field(min_length=1, max_length=128)
     listing_id: int = Field(ge=1, le=2**63 - 1)
     master_sku: str | None = Field(min_length=1, max_length=128)
+
+
+class SkuMappingBulk(CamelModel):
+    """Many links at once: each row `{listingId, masterSku}` is checked on its own (a bad row
+    is an error in its result, not a 422)."""
+
+    user_id: str = Field(min_length=1, max_length=128)
+    items: list[dict[str, Any]] = Field(min_length=1, max_length=5000)
 
 
 class LedgerEntryOut(CamelModel):

@@ -6,13 +6,14 @@ from __future__ import annotations
 import base64
 import json
 from collections import defaultdict
+from collections.abc import Mapping
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import NotFoundError
-from app.inventory import moves
+from app.inventory import low_stock, moves
 from app.inventory.requests import request_listing_pushes, request_pushes
 from app.inventory.rules import sellable_quantity
 from app.inventory.schemas import (
@@ -78,6 +79,7 @@ async def _rows(session: AsyncSession, masters: list[InventorySku]) -> list[Inve
             buffer=m.buffer,
             zero_below=m.zero_below,
             max_quantity=m.max_quantity,
+            low_stock_at=m.low_stock_at,
             sellable=sellable_quantity(m.available, m.buffer, m.zero_below, m.max_quantity),
             listings=listings[m.id],
         )
@@ -119,38 +121,87 @@ async def get_inventory(session: AsyncSession, user_id: str, sku: str) -> Invent
     return (await _rows(session, [await _master(session, user_id, sku)]))[0]
 
 
+RULES = ("buffer", "zero_below", "max_quantity", "low_stock_at")
+
+
 async def update_inventory(
     uow: UnitOfWork, user_id: str, sku: str, body: InventoryUpdate
 ) -> InventoryRow:
-    session = uow.session
     given = body.model_fields_set
     if "available" in given and body.available is None:
         raise invalid("available", "available cannot be removed; send a number")
-    await session.execute(
-        insert(InventorySku)
-        .values(user_id=user_id, sku=sku, available=0)
-        .on_conflict_do_nothing(index_elements=["user_id", "sku"])
-    )
-    master = await _master(session, user_id, sku, for_update=True)
-    for name in ("buffer", "zero_below", "max_quantity"):
-        if name in given:
-            setattr(master, name, getattr(body, name))
-    if body.available is not None:
-        master.seller_set = True
-        await session.flush()
+    changes = {name: getattr(body, name) for name in (*RULES, "available") if name in given}
+    masters = await apply_inventory_updates(uow.session, user_id, {sku: changes})
+    return (await _rows(uow.session, [masters[sku]]))[0]
+
+
+_CREATE_MASTERS = text(
+    "INSERT INTO inventory_skus (user_id, sku, available) "
+    "SELECT :user_id, s, 0 FROM unnest(CAST(:skus AS text[])) AS s "
+    "ON CONFLICT (user_id, sku) DO NOTHING"
+)
+
+
+async def apply_inventory_updates(
+    session: AsyncSession, user_id: str, changes: Mapping[str, Mapping[str, int | None]]
+) -> dict[str, InventorySku]:
+    """Set master SKUs' figures and/or rules (created when new), per SKU the fields given
+    (`None` removing a rule; `available`, when given, a number): `PUT inventory/{sku}` with
+    one, the bulk with many. The SKUs are locked in id order, as every stock writer locks
+    them; the figures go through the stock mover (ledger, waiting lines, pushes, low-stock
+    alert). Returns the master SKUs, reloaded."""
+    skus = sorted(changes)
+    async with moves.bounded_lock_wait(session):
+        await session.execute(_CREATE_MASTERS, {"user_id": user_id, "skus": skus})
+        masters = {
+            m.sku: m
+            for m in await session.scalars(
+                select(InventorySku)
+                .where(InventorySku.user_id == user_id, InventorySku.sku.in_(skus))
+                .order_by(InventorySku.id)
+                .with_for_update(key_share=True)
+                .execution_options(populate_existing=True)
+            )
+        }
+    figures: dict[int, int] = {}
+    rules_only: list[int] = []
+    thresholds: list[int] = []
+    for sku, given in changes.items():
+        master = masters[sku]
+        for name in RULES:
+            if name in given:
+                setattr(master, name, given[name])
+        available = given.get("available")
+        if available is not None:
+            master.seller_set = True
+            figures[master.id] = available
+        else:
+            rules_only.append(master.id)
+            if "low_stock_at" in given:
+                thresholds.append(master.id)
+    await session.flush()
+    if figures:
         # Through the stock mover: units added serve the waiting lines first.
-        await moves.set_figure(session, master.id, body.available, "set")
-        await session.refresh(master)
-    else:
-        await session.flush()
-        await request_pushes(session, [master.id])  # new rules, the same figure
-    return (await _rows(session, [master]))[0]
+        await moves.set_figures(session, figures, "set")
+    await request_pushes(session, rules_only)  # new rules, the same figure
+    await low_stock.evaluate(session, thresholds)
+    if figures:
+        reloaded = await session.scalars(
+            select(InventorySku)
+            .where(InventorySku.id.in_(sorted(figures)))
+            .execution_options(populate_existing=True)
+        )
+        reloaded.all()
+    return masters
 
 
 async def update_mapping(uow: UnitOfWork, user_id: str, body: SkuMappingUpdate) -> int:
     """Link (or with `masterSku: null` unlink) a listing; a manual row outlives product syncs.
     Returns the listing id."""
-    session = uow.session
+    return await update_mapping_in(uow.session, user_id, body)
+
+
+async def update_mapping_in(session: AsyncSession, user_id: str, body: SkuMappingUpdate) -> int:
     listing = await session.scalar(
         select(MarketplaceStockLevel).where(
             MarketplaceStockLevel.id == body.listing_id, MarketplaceStockLevel.user_id == user_id

@@ -19,6 +19,7 @@ class InventorySku(Base):
         CheckConstraint("available >= 0", name="available_not_negative"),
         CheckConstraint("oversold >= 0", name="oversold_not_negative"),
         CheckConstraint("reserved >= 0", name="reserved_not_negative"),
+        CheckConstraint("low_stock_at >= 0", name="low_stock_at_not_negative"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -30,6 +31,10 @@ class InventorySku(Base):
     buffer: Mapped[int | None]
     zero_below: Mapped[int | None]
     max_quantity: Mapped[int | None]
+    # A low-stock alert is raised when `available` reaches this (app/inventory/low_stock.py);
+    # set while that alert has fired and the figure has not yet recovered above it.
+    low_stock_at: Mapped[int | None]
+    low_stock_alerted_at: Mapped[datetime | None]
     # False while `available` is the lowest stock the listings reported at their first sync.
     seller_set: Mapped[bool] = mapped_column(server_default="false")
     # Orders created before this instant are already counted in the platforms' stock.
