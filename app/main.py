@@ -22,6 +22,7 @@ from app.buyers.router import router as buyers_router
 from app.config import Settings, get_settings
 from app.connections.router import router as connections_router
 from app.crypto import CredentialCipher
+from app.customers.router import router as customers_router
 from app.db import Database
 from app.errors import (
     BodyLimitMiddleware,
@@ -29,6 +30,7 @@ from app.errors import (
     UnhandledErrorMiddleware,
     install_error_handlers,
 )
+from app.exports.router import router as exports_router
 from app.headers import SecurityHeadersMiddleware
 from app.inventory.outbox import install_job_sender
 from app.inventory.router import router as inventory_router
@@ -122,6 +124,8 @@ def create_app(
     app.add_middleware(SecurityHeadersMiddleware)
     # Outermost: it times the whole stack and sees the status the client got.
     app.add_middleware(HttpMetricsMiddleware)
+    # Before the domain routers: /orders/export is not /orders/{orderId}.
+    app.include_router(exports_router)
     app.include_router(connections_router)
     app.include_router(orders_router)
     app.include_router(sync_router)
@@ -133,6 +137,7 @@ def create_app(
     app.include_router(inventory_router)
     app.include_router(analytics_router)
     app.include_router(live_router)
+    app.include_router(customers_router)
 
     @app.get("/health", tags=["operations"])
     async def health() -> dict[str, str]:

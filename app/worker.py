@@ -18,6 +18,7 @@ from app.buyers import tasks as buyer_tasks
 from app.config import Settings
 from app.connections.hosts import reconcile_host_statuses
 from app.connections.tasks import verify_all_connections, verify_connection
+from app.customers import tasks as customer_tasks
 from app.inventory import tasks as inventory_tasks
 from app.inventory.outbox import install_job_sender
 from app.jobs import redis_settings
@@ -51,6 +52,7 @@ FUNCTIONS: list[Any] = [
     *inventory_tasks.FUNCTIONS,
     *order_tasks.FUNCTIONS,
     *live_tasks.FUNCTIONS,
+    *customer_tasks.FUNCTIONS,
 ]
 CRON_JOBS = [
     cron(arq_job(schedule_due_syncs), second={5, 20, 35, 50}, unique=True),
@@ -64,6 +66,7 @@ CRON_JOBS = [
     *inventory_tasks.CRON_JOBS,
     *order_tasks.CRON_JOBS,
     *live_tasks.CRON_JOBS,
+    *customer_tasks.CRON_JOBS,
 ]
 
 
