@@ -132,7 +132,8 @@ _CONNECTIONS_BEHIND = text(
     "AND o.updated_at > COALESCE(m.refreshed_to, '-infinity'::timestamptz)) ORDER BY c.id"
 )
 _USER_CONNECTIONS = text(
-    "SELECT id FROM marketplace_connections WHERE (:user_id IS NULL OR user_id = :user_id) "
+    "SELECT id FROM marketplace_connections "
+    "WHERE (CAST(:user_id AS text) IS NULL OR user_id = :user_id) "
     "ORDER BY id"
 )
 _FORGET = text("DELETE FROM customers WHERE (CAST(:user_id AS text) IS NULL OR user_id = :user_id)")
