@@ -3,7 +3,7 @@ a million orders holds one batch in memory, never the result.
 
 CSV: UTF-8 with a byte order mark (Excel reads Thai text right only with it), a header row,
 text cells that a spreadsheet would run as a formula prefixed with `'` (OWASP's CSV injection
-advice). XLSX: XlsxWriter in constant-memory mode writes each row to a temporary file as it
+advice; a plain signed number such as a phone `+66812345678` is left alone). XLSX: XlsxWriter in constant-memory mode writes each row to a temporary file as it
 comes; the finished workbook is then streamed from disk and deleted. Its cells are typed
 (text as text, never a formula), so XLSX needs no prefix."""
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import re
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Sequence
@@ -25,6 +26,8 @@ import xlsxwriter  # type: ignore[import-untyped]
 BOM = "\ufeff".encode()
 # Cells starting with these are formulas (or DDE) to Excel, LibreOffice and Google Sheets.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A plain signed number (a phone such as +66812345678) runs nothing; it is left as it is.
+_PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
 XLSX_MAX_ROWS = 1_048_576  # per worksheet, the header included
 _FILE_CHUNK = 256 * 1024
 
@@ -58,7 +61,9 @@ MEDIA_TYPES = {
 
 def guard_formula(value: str) -> str:
     """`=HYPERLINK(...)` -> `'=HYPERLINK(...)`: shown as text, never evaluated."""
-    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+    if value.startswith(_FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def _csv_cells(columns: Sequence[Column], row: Row) -> list[Any]:
