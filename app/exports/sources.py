@@ -17,7 +17,7 @@ from app.customers import repository as customers_repository
 from app.customers.service import render_customer
 from app.exports.writers import Column, Kind, Row
 from app.inventory.rules import sellable_quantity
-from app.money import format_amount
+from app.money import DEFAULT_MINOR_UNITS, MINOR_UNITS
 from app.orders.repository import OrderFilter, fetch, filter_sql
 from app.orders.service import mask_email, mask_phone
 
@@ -66,11 +66,23 @@ INVENTORY_COLUMNS = (
     Column("listings", Kind.NUMBER),
 )
 
-_ORDER_FIELDS = """o.id, o.platform_code, o.channel, o.external_order_id, o.status, o.raw_status,
-    o.order_created_at, o.paid_at, o.buyer_name, o.buyer_phone, o.buyer_email,
-    o.subtotal::text AS subtotal, o.shipping_fee::text AS shipping_fee,
-    o.discount::text AS discount, o.total::text AS total, o.currency, o.payment_method,
-    o.is_cod"""
+
+def _places_sql() -> str:
+    """The currency's minor units (app.money's table) as an SQL expression of o.currency."""
+    cases = " ".join(f"WHEN '{code}' THEN {places}" for code, places in MINOR_UNITS.items())
+    return f"CASE upper(o.currency) {cases} ELSE {DEFAULT_MINOR_UNITS} END"
+
+
+def _money_sql(column: str) -> str:
+    # round(numeric, n) has exactly n digits after the point and rounds half away from zero,
+    # as app.money does; the server does it for a million rows faster than Decimal here.
+    return f"round(o.{column}, {_places_sql()})::text AS {column}"
+
+
+_ORDER_FIELDS = f"""o.id, o.platform_code, o.channel, o.external_order_id, o.status,
+    o.raw_status, o.order_created_at, o.paid_at, o.buyer_name, o.buyer_phone, o.buyer_email,
+    {_money_sql("subtotal")}, {_money_sql("shipping_fee")}, {_money_sql("discount")},
+    {_money_sql("total")}, o.currency, o.payment_method, o.is_cod"""
 
 
 def _time(value: datetime | None, zone: ZoneInfo) -> str | None:
@@ -78,7 +90,6 @@ def _time(value: datetime | None, zone: ZoneInfo) -> str | None:
 
 
 def _order_row(row: Any, zone: ZoneInfo, include_buyer: bool) -> Row:
-    currency = row["currency"]
     phone, email = row["buyer_phone"], row["buyer_email"]
     return (
         row["id"],
@@ -92,11 +103,11 @@ def _order_row(row: Any, zone: ZoneInfo, include_buyer: bool) -> Row:
         row["buyer_name"],
         phone if include_buyer else mask_phone(phone),
         email if include_buyer else mask_email(email),
-        format_amount(row["subtotal"], currency),
-        format_amount(row["shipping_fee"], currency),
-        format_amount(row["discount"], currency),
-        format_amount(row["total"], currency),
-        currency,
+        row["subtotal"],
+        row["shipping_fee"],
+        row["discount"],
+        row["total"],
+        row["currency"],
         row["payment_method"],
         "true" if row["is_cod"] else "false",
     )

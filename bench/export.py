@@ -1,0 +1,153 @@
+"""The order export at a million orders: rows per second and the API process's peak memory.
+
+    python -m bench.export [--orders 1000000] [--formats csv xlsx]
+
+Builds (or reuses) `--orders` orders of ONE user over a Shopee, a Lazada and a Facebook
+connection in BENCH_DATABASE_URL (default postgresql://root@127.0.0.1:5432/omni_bench_export;
+migrations run first), written by one INSERT .. SELECT from generate_series (Thai names, phones,
+e-mails, three currencies). Then, per format, starts the real API with uvicorn (one worker),
+streams GET /api/marketplace/orders/export to /dev/null with httpx and prints rows/s, bytes and
+the server's peak RSS (VmHWM) beside its RSS before the export. Figures are printed, never
+asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from app.auth import issue_token
+from app.cli import run_migrations
+from bench.orders_api import JWT_SECRET, asyncpg_dsn, sqlalchemy_url, start_server
+
+USER = "bench-export-user"
+PLATFORMS = ("shopee", "lazada", "facebook")
+
+# One statement: the server writes the rows, nothing passes through Python.
+_BUILD = """
+INSERT INTO marketplace_orders (connection_id, user_id, platform_code, external_order_id,
+    status, raw_status, buyer_name, buyer_phone, buyer_email, shipping_address, currency,
+    subtotal, shipping_fee, discount, total, payment_method, is_cod, order_created_at,
+    order_updated_at, raw, content_hash)
+SELECT c.id, $1, c.platform_code, 'EXP-' || n,
+    (ARRAY['completed','delivered','shipped','pending','cancelled'])[1 + n % 5], 'RAW',
+    (ARRAY['สมชาย','มาลี','อนันต์','Somchai','=cmd|calc'])[1 + n % 5] || ' ' || (n % 9973),
+    '+668' || lpad((n % 100000000)::text, 8, '0'),
+    'buyer' || (n % 50000) || '@example.com', NULL,
+    (ARRAY['THB','THB','VND'])[1 + n % 3],
+    (n % 100000) / 100.0, 0, 0, (n % 100000) / 100.0, 'COD', true,
+    timestamptz '2025-01-01' + n * interval '30 seconds',
+    timestamptz '2025-01-01' + n * interval '30 seconds', '{}'::jsonb, '\\x00'::bytea
+FROM generate_series(1, $2) AS n
+JOIN LATERAL (SELECT id, platform_code FROM marketplace_connections WHERE user_id = $1
+              ORDER BY platform_code OFFSET n % 3 LIMIT 1) AS c ON true
+"""
+
+
+async def build(url: str, orders: int) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        have = await conn.fetchval(
+            "SELECT count(*) FROM marketplace_orders WHERE user_id = $1", USER
+        )
+        if have == orders:
+            print(f"reusing {orders:,} orders of {USER}")
+            return
+        started = time.monotonic()
+        await conn.execute("DELETE FROM marketplace_connections WHERE user_id = $1", USER)
+        for platform in PLATFORMS:
+            await conn.execute(
+                "INSERT INTO marketplace_connections (id, user_id, platform_code, shop_id, "
+                "shop_name, api_key_encrypted, api_secret_encrypted, access_token_encrypted) "
+                "VALUES ($1, $2, $3, $4, $5, 'x', 'x', 'x')",
+                uuid.uuid4(),
+                USER,
+                platform,
+                f"export-{platform}",
+                f"{platform} shop",
+            )
+        await conn.execute("SET synchronous_commit = off")
+        await conn.execute(_BUILD, USER, orders)
+        await conn.execute("ANALYZE marketplace_orders")
+        print(f"built {orders:,} orders in {time.monotonic() - started:.0f} s")
+    finally:
+        await conn.close()
+
+
+def _kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+async def export(base_url: str, fmt: str) -> tuple[int, int, float]:
+    """Streams one export; returns (rows, bytes, seconds)."""
+    token = issue_token(USER, secret=JWT_SECRET, ttl=timedelta(hours=1))
+    rows = size = 0
+    started = time.monotonic()
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=600) as client,
+        client.stream(
+            "GET",
+            "/api/marketplace/orders/export",
+            params={"userId": USER, "format": fmt, "tz": "Asia/Bangkok"},
+            headers={"Authorization": f"Bearer {token}"},
+        ) as response,
+    ):
+        response.raise_for_status()
+        async for chunk in response.aiter_raw():
+            size += len(chunk)
+            if fmt == "csv":
+                rows += chunk.count(b"\n")
+    elapsed = time.monotonic() - started
+    return (rows - 1 if fmt == "csv" else -1), size, elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--formats", nargs="+", default=["csv", "xlsx"], choices=["csv", "xlsx"])
+    args = parser.parse_args()
+    url = os.environ.get("BENCH_DATABASE_URL", "postgresql://root@127.0.0.1:5432/omni_bench_export")
+    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+    asyncio.run(_ensure_database(url))
+    run_migrations(sqlalchemy_url(url))
+    asyncio.run(build(url, args.orders))
+    for fmt in args.formats:
+        server = start_server(url, redis_url, 1)
+        try:
+            pid = server.process.pid
+            before = _kib(pid, "VmRSS")
+            rows, size, seconds = asyncio.run(export(server.base_url, fmt))
+            peak = _kib(pid, "VmHWM")
+        finally:
+            server.stop()
+        shown = args.orders if rows < 0 else rows
+        print(
+            f"{fmt}: {shown:,} rows, {size / 2**20:.1f} MiB in {seconds:.1f} s = "
+            f"{shown / seconds:,.0f} rows/s; server RSS {before / 1024:.0f} MiB before, "
+            f"peak {peak / 1024:.0f} MiB"
+        )
+
+
+async def _ensure_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(asyncpg_dsn(url.rsplit("/", 1)[0] + "/postgres"))
+    try:
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+
+
+if __name__ == "__main__":
+    main()
