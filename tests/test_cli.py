@@ -20,6 +20,7 @@ COMMANDS = [
     "rotate-keys",
     "archive",
     "move-hosts",
+    "rebuild-customers",
 ]
 
 

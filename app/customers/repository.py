@@ -88,19 +88,22 @@ _PUT_LINKS = text(
 )
 _UNLINK = text("DELETE FROM customer_orders WHERE order_id = ANY(CAST(:ids AS bigint[]))")
 _NOT_SPENT = ", ".join(f"'{status}'" for status in NOT_SPENT_STATUSES)
-# Everything shown about a customer, from their orders. Driven by the ids (OFFSET 0 keeps the
-# lateral from being flattened), so the plan stays index probes per customer even while a
+# Everything shown about a customer, from their orders. Driven by the ids (OFFSET 0 keeps each
+# lateral from being flattened into a join), so the plan stays index probes per customer even while a
 # rebuild leaves the tables' statistics far behind: the newest order with a name (phone,
 # e-mail) gives it; the search text holds every name, phone (digits and key) and e-mail.
 _RECOMPUTE = text(f"""
 WITH linked AS (
-    SELECT l.* FROM unnest(CAST(:ids AS bigint[])) AS u(id) CROSS JOIN LATERAL (
-        SELECT co.customer_id, o.id, o.platform_code, o.buyer_name, o.buyer_phone,
-            o.buyer_email, o.currency, o.total, o.status, o.order_created_at
-        FROM customer_orders co JOIN marketplace_orders o ON o.id = co.order_id
-        WHERE co.customer_id = u.id
-        OFFSET 0
-    ) AS l
+    SELECT u.id AS customer_id, o.*
+    FROM unnest(CAST(:ids AS bigint[])) AS u(id)
+    CROSS JOIN LATERAL (
+        SELECT co.order_id FROM customer_orders co WHERE co.customer_id = u.id OFFSET 0
+    ) AS co
+    CROSS JOIN LATERAL (
+        SELECT o.id, o.platform_code, o.buyer_name, o.buyer_phone, o.buyer_email, o.currency,
+            o.total, o.status, o.order_created_at
+        FROM marketplace_orders o WHERE o.id = co.order_id OFFSET 0
+    ) AS o
 ), spent AS (
     SELECT customer_id, jsonb_object_agg(currency, total::text) AS total_spent
     FROM (SELECT customer_id, currency, sum(total) AS total FROM linked

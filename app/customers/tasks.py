@@ -37,8 +37,8 @@ async def rebuild_customers(ctx: JobContext, user_id: str) -> int:
 
 
 FUNCTIONS: list[Any] = [
-    func(arq_job(refresh_customers), name=REFRESH_JOB),
-    func(arq_job(refresh_customers_behind), name=REFRESH_BEHIND_JOB),
+    func(arq_job(refresh_customers), name=REFRESH_JOB, timeout=3600),
+    func(arq_job(refresh_customers_behind), name=REFRESH_BEHIND_JOB, timeout=3600),
     func(arq_job(rebuild_customers), name=REBUILD_JOB, timeout=3600),
 ]
 CRON_JOBS: list[Any] = [
