@@ -88,10 +88,10 @@ _PUT_LINKS = text(
 )
 _UNLINK = text("DELETE FROM customer_orders WHERE order_id = ANY(CAST(:ids AS bigint[]))")
 _NOT_SPENT = ", ".join(f"'{status}'" for status in NOT_SPENT_STATUSES)
-# Everything shown about a customer, from their orders. Driven by the ids (OFFSET 0 keeps each
-# lateral from being flattened into a join), so the plan stays index probes per customer even while a
-# rebuild leaves the tables' statistics far behind: the newest order with a name (phone,
-# e-mail) gives it; the search text holds every name, phone (digits and key) and e-mail.
+# Everything shown about a customer, from their orders. Driven by the ids (OFFSET 0 keeps
+# each lateral from being flattened into a join), so the plan stays index probes per customer
+# even while a rebuild leaves the tables' statistics far behind. The newest order with a name
+# (phone, e-mail) gives it; the search text holds every name, phone (digits, key) and e-mail.
 _RECOMPUTE = text(f"""
 WITH linked AS (
     SELECT u.id AS customer_id, o.*
