@@ -250,3 +250,35 @@ async def test_customers_and_inventory_export(
     book = await download(orders_api, "/api/marketplace/inventory/export", format="xlsx")
     _, texts = xlsx_cells(book.content)
     assert "TEE-1" in texts and "NOT-MINE" not in texts
+
+
+async def test_xlsx_continues_on_a_new_sheet_past_the_row_limit(
+    orders_api: httpx.AsyncClient, session_factory: SessionFactory, monkeypatch: Any
+) -> None:
+    from app.exports import writers
+
+    monkeypatch.setattr(writers, "XLSX_MAX_ROWS", 3)  # the header and two rows per sheet
+    connection = await add_connection(session_factory, USER, "shopee")
+    await add_orders(
+        session_factory,
+        connection,
+        [Order(f"SP-{n}", created_at=BASE_TIME + timedelta(minutes=n)) for n in range(5)],
+    )
+    response = await download(orders_api, EXPORT, format="xlsx")
+    with zipfile.ZipFile(io.BytesIO(response.content)) as book:
+        workbook = book.read("xl/workbook.xml").decode()
+        types = book.read("[Content_Types].xml").decode()
+        sheets = [book.read(f"xl/worksheets/sheet{i}.xml").decode() for i in (1, 2, 3)]
+    assert re.findall(r'<sheet name="([^"]+)"', workbook) == ["Orders", "Orders 2", "Orders 3"]
+    assert types.count("worksheet+xml") == 3
+    ids = [re.findall(r"<t>(SP-\d)</t>", sheet) for sheet in sheets]
+    assert ids == [["SP-4", "SP-3"], ["SP-2", "SP-1"], ["SP-0"]]
+    assert all("<t>orderId</t>" in sheet for sheet in sheets)  # each sheet has the header
+
+
+async def test_an_empty_export_is_the_header_alone(orders_api: httpx.AsyncClient) -> None:
+    csv_body = await download(orders_api, EXPORT)
+    assert read_csv(csv_body) == []
+    assert csv_body.content.decode("utf-8-sig").startswith("orderId,platformCode,")
+    sheet, texts = xlsx_cells((await download(orders_api, EXPORT, format="xlsx")).content)
+    assert "orderId" in texts and len(re.findall(r"<row ", sheet)) == 1
