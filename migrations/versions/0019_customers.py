@@ -5,7 +5,7 @@ Existing orders are linked by the refresh cron (a connection without a mark is r
 first order) or at once by `omni-sales rebuild-customers`.
 
 Revision ID: 0019
-Revises: 0016
+Revises: 0010
 Create Date: 2026-12-07 02:00:00
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0019"
-down_revision: str | None = "0016"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
