@@ -393,6 +393,23 @@ def cmd_archive(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_rebuild_customers(args: argparse.Namespace) -> None:
+    from app.customers.service import rebuild
+    from app.db import Database
+
+    settings = _tool_settings()
+
+    async def run() -> int:
+        database = Database(settings)
+        try:
+            return await rebuild(database.sessionmaker, args.user)
+        finally:
+            await database.dispose()
+
+    linked = asyncio.run(run())
+    print(f"Linked {linked} order(s) to customers.")
+
+
 def cmd_move_hosts(args: argparse.Namespace) -> None:
     from app.connections.hosts import configured_hosts, move_to_configured_hosts
     from app.db import Database
@@ -755,6 +772,18 @@ def build_parser() -> argparse.ArgumentParser:
             ["DATABASE_URL", "REDIS_URL", "OMNI_DATA_DIR", "ORDER_ARCHIVE_AFTER_DAYS"]
         ),
     ).set_defaults(func=cmd_archive)
+
+    rebuild_customers = command(
+        "rebuild-customers",
+        "link every order to customers again",
+        "Forget the customers (of --user, or everyone's) and link all their orders again by\n"
+        "phone, e-mail and platform buyer id, as the worker's refresh job does incrementally.\n"
+        "Safe to run any number of times. In embedded mode it uses the database of the\n"
+        "`serve` running on OMNI_DATA_DIR.",
+        _environment_help(["DATABASE_URL", "REDIS_URL", "OMNI_DATA_DIR"]),
+    )
+    rebuild_customers.add_argument("--user", help="only this user's customers")
+    rebuild_customers.set_defaults(func=cmd_rebuild_customers)
 
     move_hosts = command(
         "move-hosts",

@@ -23,6 +23,7 @@ from app.buyers.router import router as buyers_router
 from app.config import Settings, get_settings
 from app.connections.router import router as connections_router
 from app.crypto import CredentialCipher
+from app.customers.router import router as customers_router
 from app.db import Database
 from app.errors import (
     BodyLimitMiddleware,
@@ -30,6 +31,7 @@ from app.errors import (
     UnhandledErrorMiddleware,
     install_error_handlers,
 )
+from app.exports.router import router as exports_router
 from app.fulfillment.router import router as fulfillment_router
 from app.headers import SecurityHeadersMiddleware
 from app.inventory.bulk_router import router as inventory_bulk_router
@@ -130,6 +132,8 @@ def create_app(
     app.add_middleware(SecurityHeadersMiddleware)
     # Outermost: it times the whole stack and sees the status the client got.
     app.add_middleware(HttpMetricsMiddleware)
+    # Before the domain routers: /orders/export is not /orders/{orderId}.
+    app.include_router(exports_router)
     app.include_router(connections_router)
     app.include_router(orders_router)
     app.include_router(orders_bulk_router)
@@ -148,6 +152,7 @@ def create_app(
     app.include_router(auth_router)
     app.include_router(keys_router)
     app.include_router(reviews_router)
+    app.include_router(customers_router)
 
     @app.get("/health", tags=["operations"])
     async def health() -> dict[str, str]:

@@ -18,6 +18,7 @@ from app.buyers import tasks as buyer_tasks
 from app.config import Settings
 from app.connections.hosts import reconcile_host_statuses
 from app.connections.tasks import verify_all_connections, verify_connection
+from app.customers import tasks as customer_tasks
 from app.fulfillment import tasks as fulfillment_tasks
 from app.inventory import tasks as inventory_tasks
 from app.jobs import redis_settings
@@ -56,6 +57,7 @@ FUNCTIONS: list[Any] = [
     *live_tasks.FUNCTIONS,
     *review_tasks.FUNCTIONS,
     *fulfillment_tasks.FUNCTIONS,
+    *customer_tasks.FUNCTIONS,
 ]
 CRON_JOBS = [
     cron(arq_job(schedule_due_syncs), second={5, 20, 35, 50}, unique=True),
@@ -71,6 +73,7 @@ CRON_JOBS = [
     *live_tasks.CRON_JOBS,
     *review_tasks.CRON_JOBS,
     *fulfillment_tasks.CRON_JOBS,
+    *customer_tasks.CRON_JOBS,
 ]
 
 

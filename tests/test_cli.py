@@ -21,6 +21,7 @@ COMMANDS = [
     "archive",
     "move-hosts",
     "user",
+    "rebuild-customers",
 ]
 
 

@@ -49,6 +49,8 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], Scope | str]] = {
     ("GET", f"{_M}/buyers/export"): _READ,
     ("GET", f"{_M}/customers"): _READ,
     ("GET", f"{_M}/customers/export"): _READ,
+    ("GET", f"{_M}/customers/{{customerId}}"): _READ,
+    ("GET", f"{_M}/customers/{{customerId}}/export"): _READ,
     ("GET", f"{_M}/products"): _READ,
     ("GET", f"{_M}/reviews"): _READ,
     ("GET", f"{_M}/analytics/summary"): _READ,
@@ -67,6 +69,7 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], Scope | str]] = {
     ("POST", f"{_M}/orders/{{order_id}}/mark-paid"): _WRITE,
     ("POST", f"{_M}/orders/{{order_id}}/cancel"): _WRITE,
     ("POST", f"{_M}/orders/bulk"): _WRITE,
+    ("DELETE", f"{_M}/customers/{{customerId}}/buyer-data"): _WRITE,
     ("POST", f"{_M}/reviews/{{review_id}}/reply"): _WRITE,
     # fulfillment: what a shipment needs is a read; shipping, labels and cancelling act
     ("GET", f"{_M}/fulfillments"): _READ,

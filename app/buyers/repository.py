@@ -38,6 +38,11 @@ _CONNECTION_BATCH = text(
     f"WHERE connection_id = :connection_id AND ({HOLDS_BUYER_DATA_SQL}) "
     "ORDER BY id LIMIT :limit FOR UPDATE"
 )
+_ORDERS_BATCH = text(
+    "SELECT id, platform_code, raw::text AS raw FROM marketplace_orders "
+    f"WHERE id = ANY(CAST(:ids AS bigint[])) AND ({HOLDS_BUYER_DATA_SQL}) "
+    "ORDER BY id FOR UPDATE"
+)
 _ERASE = text(
     "UPDATE marketplace_orders AS o SET buyer_name = NULL, buyer_phone = NULL, "
     "buyer_email = NULL, shipping_address = NULL, raw = CAST(u.raw AS jsonb), "
@@ -66,6 +71,12 @@ async def connection_batch(
     result = await session.execute(
         _CONNECTION_BATCH, {"connection_id": connection_id, "limit": limit}
     )
+    return result.all()
+
+
+async def orders_batch(session: AsyncSession, order_ids: Sequence[int]) -> Sequence[Any]:
+    """These orders, those still holding buyer data, locked."""
+    result = await session.execute(_ORDERS_BATCH, {"ids": list(order_ids)})
     return result.all()
 
 

@@ -72,6 +72,19 @@ async def erase_connection_buyer_data(
             return erased
 
 
+async def erase_orders_buyer_data(
+    session: AsyncSession, order_ids: Sequence[int], *, batch_size: int = ERASE_BATCH
+) -> int:
+    """Erase the buyer data of these orders (one customer's, say), in the caller's
+    transaction; orders erased already are left alone. Returns how many were erased."""
+    erased = 0
+    for start in range(0, len(order_ids), batch_size):
+        rows = await repository.orders_batch(session, order_ids[start : start + batch_size])
+        erased += await _erase_rows(session, rows)
+    await session.flush()
+    return erased
+
+
 def retention_cutoff(retention_days: int | None, now: datetime) -> datetime | None:
     """Orders placed before this lose their buyer data; None keeps them forever."""
     return None if retention_days is None else now - timedelta(days=retention_days)
@@ -123,13 +136,14 @@ async def export_buyer(
     buyer with this phone, in full, with items and raw payloads. None found is an empty list:
     the answer to a data-subject request can be "nothing is stored"."""
     rows = await repository.orders_of_buyer(session, user_id, phone_digits(phone))
-    return to_json(
-        {
-            "data": {
-                "phone": phone,
-                "exportedAt": now or datetime.now(UTC),
-                "orderCount": len(rows),
-                "orders": [{**render_order(row), "raw": from_json(row["raw"])} for row in rows],
-            }
-        }
-    )
+    return to_json({"data": {"phone": phone, **export_document(rows, now=now)}})
+
+
+def export_document(rows: Sequence[Any], *, now: datetime | None = None) -> dict[str, Any]:
+    """What an export holds about a buyer's orders (rows with items and `raw`): the orders in
+    full, buyer fields unmasked, with the platforms' raw payloads."""
+    return {
+        "exportedAt": now or datetime.now(UTC),
+        "orderCount": len(rows),
+        "orders": [{**render_order(row), "raw": from_json(row["raw"])} for row in rows],
+    }

@@ -6,6 +6,10 @@ from app.models.base import Base
 from app.models.connect_grant import MarketplaceConnectGrant
 from app.models.connect_state import MarketplaceConnectState
 from app.models.connection import MarketplaceConnection
+from app.models.customer import Customer
+from app.models.customer_key import CustomerKey
+from app.models.customer_order import CustomerOrder
+from app.models.customer_refresh_mark import CustomerRefreshMark
 from app.models.failed_order import MarketplaceFailedOrder
 from app.models.fulfillment import OrderFulfillment
 from app.models.inventory_sku import InventorySku
@@ -34,6 +38,10 @@ from app.models.webhook import MarketplaceWebhook
 __all__ = [
     "ApiKey",
     "Base",
+    "Customer",
+    "CustomerKey",
+    "CustomerOrder",
+    "CustomerRefreshMark",
     "InventorySku",
     "JobOutbox",
     "LiveComment",

@@ -19,7 +19,9 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.customers.tasks import REFRESH_JOB, refresh_dedupe_key
 from app.inventory.moves import apply_orders
+from app.jobs.outbox import enqueue
 from app.platforms.types import Address, NormalizedOrder
 
 
@@ -229,4 +231,5 @@ async def upsert_orders(
         user_id=user_id,
         platform_code=platform_code,
     )
+    enqueue(session, REFRESH_JOB, str(connection_id), dedupe_key=refresh_dedupe_key(connection_id))
     return result

@@ -256,3 +256,10 @@ async def archive_batch(session: AsyncSession, cutoff: datetime, batch_size: int
     """Archive up to `batch_size` finished orders placed before `cutoff`; how many were."""
     result = await session.execute(_ARCHIVE_BATCH, {"cutoff": cutoff, "batch_size": batch_size})
     return len(result.all())
+
+
+def filter_sql(flt: OrderFilter) -> tuple[list[str], list[Any]]:
+    """The WHERE terms of the order list's filter and their values ($1, $2, ...), for other
+    readers of the same set (the export)."""
+    arg = _Args()
+    return _where(flt, arg), arg.values
