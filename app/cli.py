@@ -768,7 +768,9 @@ def build_parser() -> argparse.ArgumentParser:
         _environment_help(["DATABASE_URL", "OMNI_DATA_DIR", "SHOPEE_BASE_URL", "LAZADA_BASE_URL"]),
     )
     move_hosts.add_argument(
-        "--platform", choices=["shopee", "lazada", "facebook"], help="only this platform's"
+        "--platform",
+        choices=["shopee", "lazada", "facebook", "tiktok"],
+        help="only this platform's",
     )
     move_hosts.set_defaults(func=cmd_move_hosts)
     return parser
