@@ -586,11 +586,24 @@ class TikTokSandbox:
         tt = self.shops.get(str(body.get("shopId")))
         if tt is None:
             return JSONResponse({"error": "unknown shopId"}, status_code=404)
-        ids = [int(i) for i in body.get("orderIds") or [] if str(i).isdigit()]
-        found = [tt.shop.index_of(i) for i in ids]
         status = body.get("status")
-        changed = [tt.shop.touch(i, status=status) for i in found if i is not None]
-        return JSONResponse({"changed": [str(o.order_id) for o in changed]})
+        shop = tt.shop
+        if body.get("orderIds"):
+            ids = [int(i) for i in body["orderIds"] if str(i).isdigit()]
+            found = [shop.index_of(i) for i in ids]
+            changed = [shop.touch(i, status=status) for i in found if i is not None]
+        elif status is None:
+            changed = shop.change_fraction(float(body.get("fraction", 0)))
+        else:
+            fraction = float(body.get("fraction", 0))
+            step = max(1, round(1 / fraction)) if fraction > 0 else 0
+            indexes = list(range(0, shop.order_count, step)) if step else []
+            changed = [shop.touch(i, status=status) for i in indexes]
+        for order in changed:
+            tt.shipped.pop(str(order.order_id), None)  # the seed's new state wins
+        return JSONResponse(
+            {"changed": [{"orderId": str(o.order_id), "status": o.status} for o in changed]}
+        )
 
     async def control_send_webhooks(self, request: Request) -> Response:
         body = await self._body(request)

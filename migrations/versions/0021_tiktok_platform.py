@@ -1,7 +1,7 @@
 """TikTok Shop as a platform (issue 19)
 
 Revision ID: 0021
-Revises: 0020
+Revises: 0017
 Create Date: 2026-12-07 02:30:00
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0021"
-down_revision: str | None = "0020"
+down_revision: str | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
