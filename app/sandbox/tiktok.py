@@ -34,6 +34,7 @@ from app.platforms.tiktok.auth import (
     timestamp_in_window,
 )
 from app.sandbox.common import Faults, JSONResponse, TokenRegistry, apply_faults, read_json_or_none
+from app.sandbox.fulfillment import minimal_pdf, place_orders
 from app.sandbox.seed import SeededShop, SeedOrder
 
 MAX_PAGE_SIZE = 100
@@ -477,7 +478,10 @@ class TikTokSandbox:
                 raise ApiError(
                     21023035, "Please arrange shipment before retrieving the shipping document"
                 )
-            base = str(request.base_url).rstrip("/")
+            # The mount's own URL: the request's path less the API path it routed.
+            path = request.url.path
+            mount = path[: len(path) - len(request.path_params["api"]) - 1]
+            base = f"{request.url.scheme}://{request.url.netloc}{mount}"
             return {
                 "doc_url": f"{base}/_documents/{package_id}.pdf",
                 "tracking_number": tt.shipped.get(str(order.order_id), {}).get("tracking_number"),
@@ -486,10 +490,32 @@ class TikTokSandbox:
 
     async def document(self, request: Request) -> Response:
         package_id = request.path_params["package_id"]
-        pdf = (
-            b"%PDF-1.4\n% TikTok Shop sandbox shipping label " + package_id.encode() + b"\n%%EOF\n"
+        lines = ["TikTok Shop shipping label", f"Package {package_id}", f"Order {package_id[2:]}"]
+        return Response(minimal_pdf(lines), media_type="application/pdf")
+
+    async def control_place_orders(self, request: Request) -> Response:
+        """POST /_sandbox/orders {shopId?, count?, sku?, quantity?}: new paid orders now."""
+        body = await self._body(request)
+        tt = self.shops.get(str(body.get("shopId"))) if body.get("shopId") else None
+        if tt is None and not body.get("shopId") and self.shops:
+            tt = next(iter(self.shops.values()))
+        if tt is None:
+            return JSONResponse({"error": "unknown shopId"}, status_code=404)
+        orders = place_orders(
+            tt.shop,
+            int(body.get("count", 1)),
+            sku=body.get("sku"),
+            quantity=int(body.get("quantity", 1)),
+            lines=int(body.get("lines", 1)),
         )
-        return Response(pdf, media_type="application/pdf")
+        return JSONResponse(
+            {
+                "shopId": tt.shop_id,
+                "orders": [
+                    {"orderId": str(o.order_id), "skus": [i.sku for i in o.items]} for o in orders
+                ],
+            }
+        )
 
     # --- auth host and authorization page -------------------------------------------------
 
@@ -664,6 +690,7 @@ def create_app(state: TikTokSandbox | None = None) -> Starlette:
         Route("/_sandbox/tokens/expire", sandbox.control_expire_tokens, methods=["POST"]),
         Route("/_sandbox/orders/change", sandbox.control_change_orders, methods=["POST"]),
         Route("/_sandbox/webhooks/send", sandbox.control_send_webhooks, methods=["POST"]),
+        Route("/_sandbox/orders", sandbox.control_place_orders, methods=["POST"]),
         Route("/{api:path}", sandbox.gateway, methods=["GET", "POST", "PUT", "DELETE"]),
     ]
     app = Starlette(routes=routes)
