@@ -10,6 +10,7 @@ Orders come from a `SeededShop` in Thai baht, one line item per unit."""
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import secrets
@@ -361,11 +362,14 @@ class TikTokSandbox:
         if not token.isdigit():
             raise ApiError(36009004, "Invalid page_token")
         offset = int(token)
-        matching = tt.shop.updated_between(ge, lt)
-        rows = matching[offset : offset + size]
-        next_token = str(offset + size) if offset + size < len(matching) else ""
+        # Only the page's orders are built: the update index is bisected, not the orders.
+        index = tt.shop.update_index()
+        lo = bisect.bisect_left(index, (ge, -1))
+        hi = bisect.bisect_left(index, (lt, -1))
+        rows = [tt.shop.order(i) for _, i in index[lo + offset : min(hi, lo + offset + size)]]
+        next_token = str(offset + size) if lo + offset + size < hi else ""
         return {
-            "total_count": len(matching),
+            "total_count": hi - lo,
             "next_page_token": next_token,
             "orders": [self.render_order(tt, o) for o in rows],
         }
