@@ -178,7 +178,7 @@ class TikTokSandbox:
             "paid_time": int(order.paid_at.timestamp()) if order.paid_at else None,
             "is_cod": order.is_cod,
             "payment_method_name": "Cash on delivery" if order.is_cod else order.payment_method,
-            "is_buyer_request_cancel": order.status == "cancelling",
+            "is_buyer_request_cancel": order.status == "cancelling" and not extra.get("answered"),
             "shipping_type": "TIKTOK",
             "fulfillment_type": "FULFILLMENT_BY_SELLER",
             "tracking_number": extra.get("tracking_number", ""),
@@ -350,7 +350,36 @@ class TikTokSandbox:
                 raise ApiError(25001021, "Reason not match order status")
             self._mark(tt, order, status="CANCELLED")
             return {"cancel_id": f"57{order.order_id}", "cancel_status": "CANCELLATION_COMPLETE"}
+        if group == "return_refund" and rest.startswith("cancellations/"):
+            return self._cancellations(tt, rest.split("/")[1:], doc)
         raise ApiError(36009009, f"Invalid path {group}/{rest}")
+
+    def _cancellations(self, tt: TikTokShop, parts: list[str], doc: dict[str, Any]) -> Any:
+        """Buyers' requests: one pending per order whose seed status is `cancelling`."""
+        if parts == ["search"]:
+            found = []
+            for raw in doc.get("order_ids") or []:
+                order = self._order_of(tt, str(raw))
+                if self.render_order(tt, order)["is_buyer_request_cancel"]:
+                    found.append(
+                        {
+                            "cancel_id": f"57{order.order_id}",
+                            "order_id": str(order.order_id),
+                            "cancel_status": "CANCELLATION_REQUEST_PENDING",
+                            "role": "BUYER",
+                        }
+                    )
+            return {"cancellations": found, "total_count": len(found), "next_page_token": ""}
+        if len(parts) == 2 and parts[1] in ("approve", "reject") and parts[0].startswith("57"):
+            order = self._order_of(tt, parts[0][2:])
+            if not self.render_order(tt, order)["is_buyer_request_cancel"]:
+                raise ApiError(25001003, "The cancellation request is not pending")
+            if parts[1] == "approve":
+                self._mark(tt, order, status="CANCELLED", answered=True)
+            else:
+                self._mark(tt, order, status="AWAITING_SHIPMENT", answered=True)
+            return {}
+        raise ApiError(36009009, "Invalid path return_refund/cancellations")
 
     def _orders_search(self, tt: TikTokShop, request: Request, doc: dict[str, Any]) -> Any:
         size = self._page_size(request)

@@ -259,7 +259,8 @@ class TikTokFulfillment(MarketplaceClient):
         pending = [
             c
             for c in (raw if isinstance(raw, list) else [])
-            if isinstance(c, Mapping) and c.get("status") == "CANCELLATION_REQUEST_PENDING"
+            if isinstance(c, Mapping)
+            and c.get("cancel_status", c.get("status")) == "CANCELLATION_REQUEST_PENDING"
         ]
         if not pending:
             raise PermanentError("No pending cancellation request", platform=PLATFORM)
