@@ -149,12 +149,13 @@ def describe_demo(demo: dict[str, object]) -> str:
         body |= {k: v for k, v in credentials.items() if k in CONNECT_FIELDS}
         lines.append(f"  {json.dumps(body, ensure_ascii=False)}")
     lines += [
-        "Signed pushes: POST /{shopee|lazada|facebook}/_sandbox/webhooks/send with",
+        "Signed pushes: POST /{shopee|lazada|facebook|tiktok}/_sandbox/webhooks/send with",
         '  {"shopId": ..., "url": "<PUBLIC_BASE_URL>/api/webhooks/marketplace", ...} and',
         '  Shopee "code" (3, 4 with "orderIds"; 1, 2, 12, 6, 8), "lost": true to keep them for',
         '  get_lost_push_message; Lazada "messageType" (0, 10 with "orderIds"; 3, 4, 5, 6, 8);',
-        '  Meta "field" ("feed", "messages", "commerce_orders").',
-        "A sale on a demo shop: POST /{shopee|lazada|facebook}/_sandbox/orders with",
+        '  Meta "field" ("feed", "messages", "commerce_orders"); TikTok "type" (1, 11) with',
+        '  "orderIds" (POST /tiktok/_sandbox/webhooks/send).',
+        "A sale on a demo shop: POST /{shopee|lazada|facebook|tiktok}/_sandbox/orders with",
         '  {"count": 1, "sku": "SKU-0001-1", "quantity": 1} (stock falls on that shop).',
     ]
     return "\n".join(lines)
