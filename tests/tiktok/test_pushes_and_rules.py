@@ -141,3 +141,28 @@ async def test_a_wrong_cipher_is_refused_by_the_sandbox(
         tiktok_client._CIPHERS[(client.config.base_url, shop["shopId"])] = "ROW_wrong"
         with pytest.raises(Exception, match="shop_cipher"):
             await client.get_orders(["1"])
+
+
+async def test_pushed_orders_are_read_with_the_syncs_search_call(
+    sandbox: RunningSandbox, settings: Settings
+) -> None:
+    """A drain's bulk read lists the update window (100 full orders a call) instead of one
+    detail call per 50 ids; ids the window does not return are read by id."""
+    from app.platforms.base import ReadHint
+
+    shop = await create_sandbox_shop(sandbox, "tiktok", order_count=300, days=2)
+    seeded = sandbox.sandboxes.tiktok.shops[shop["shopId"]].shop
+    recent = [seeded.order(i) for _, i in seeded.update_index()[-150:]]
+    since = min(o.updated_at for o in recent) - timedelta(seconds=1)
+    calls = sandbox.sandboxes.tiktok.calls
+    calls.clear()
+    async with build_client(PlatformCode.TIKTOK, credentials_of(shop), settings) as client:
+        read = await client.fetch_orders_by_ids(
+            [str(o.order_id) for o in recent] + ["999"], ReadHint(updated_since=since)
+        )
+    assert sorted(o.external_order_id for o in read.orders) == sorted(
+        str(o.order_id) for o in recent
+    )
+    searches = sum(n for path, n in calls.items() if path.endswith("orders/search"))
+    details = sum(n for path, n in calls.items() if path.endswith("/orders"))
+    assert searches <= 3 and details == 1  # the unknown id alone is read by id
