@@ -200,3 +200,23 @@ async def test_synced_tiktok_orders_show_in_the_orders_list_and_analytics(
     assert summary.status_code == 200, summary.text
     [row] = [p for p in summary.json()["data"]["platforms"] if p["platformCode"] == "tiktok"]
     assert row["orders"] > 0
+
+
+async def test_pasted_credentials_in_tiktoks_own_names_connect(
+    api: httpx.AsyncClient, sandbox: RunningSandbox
+) -> None:
+    shop = await create_sandbox_shop(sandbox, "tiktok")
+    body = {
+        "userId": USER,
+        "platformCode": "tiktok",
+        "startSync": False,
+        "appKey": shop["apiKey"],
+        "appSecret": shop["apiSecret"],
+        "accessToken": shop["accessToken"],
+        "refreshToken": shop["refreshToken"],
+        "shopId": shop["shopId"],
+        "shopCipher": shop["shopCipher"],
+    }
+    response = await api.post("/api/marketplace/connections", json=body, headers=HEADERS)
+    assert response.status_code == 201, response.text
+    assert response.json()["data"]["shopName"] == shop["shopName"]

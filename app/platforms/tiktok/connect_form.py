@@ -39,5 +39,12 @@ CONNECT_FORM = PlatformSpec(
             secret=True,
         ),
     ),
-    optional=(SHOP_NAME,),
+    optional=(
+        FieldSpec(
+            "shopCipher",
+            "Shop cipher",
+            "Read from /authorization/202309/shops with the token when left empty",
+        ),
+        SHOP_NAME,
+    ),
 )
