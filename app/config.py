@@ -215,8 +215,9 @@ class Settings(BaseSettings):
         "app_key", validation_alias="TIKTOK_WEBHOOK_SIGN_PREFIX"
     )
 
-    def tiktok_versions(self) -> dict[str, str]:
-        """The API version of each TikTok endpoint group, as the client names them."""
+    def tiktok_options(self) -> dict[str, str]:
+        """TikTok settings the client and push parser read: the API version of each endpoint
+        group (by the client's names) and the push signature prefix."""
         return {
             "orders_search": self.tiktok_version_orders_search,
             "order_detail": self.tiktok_version_order_detail,

@@ -120,7 +120,7 @@ def client_config(
             base_url=settings.tiktok_base_url.rstrip("/"),
             auth_url=settings.tiktok_auth_url.rstrip("/"),
             tuning=tuning,
-            options=settings.tiktok_versions(),
+            options=settings.tiktok_options(),
         )
     return ClientConfig(base_url=settings.facebook_graph_url.rstrip("/"), tuning=tuning)
 

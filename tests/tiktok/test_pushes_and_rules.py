@@ -166,3 +166,33 @@ async def test_pushed_orders_are_read_with_the_syncs_search_call(
     searches = sum(n for path, n in calls.items() if path.endswith("orders/search"))
     details = sum(n for path, n in calls.items() if path.endswith("/orders"))
     assert searches <= 3 and details == 1  # the unknown id alone is read by id
+
+
+async def test_the_push_signature_prefix_is_a_setting(
+    database_url: str, redis_url: str, sandbox: RunningSandbox, clean: None
+) -> None:
+    """TIKTOK_WEBHOOK_SIGN_PREFIX=none: pushes signed over the body alone verify, and the
+    default form (app key + body) no longer does."""
+    settings = make_settings(database_url, redis_url, sandbox, TIKTOK_WEBHOOK_SIGN_PREFIX="none")
+    credentials = await create_sandbox_shop(sandbox, "tiktok")
+    async with running_app(settings) as api:
+        created = await api.post(
+            "/api/marketplace/connections",
+            json=connection_body(USER, "tiktok", credentials),
+            headers=auth_headers(USER),
+        )
+        assert created.status_code == 201, created.text
+        body = push(credentials["shopId"])
+        key, secret = credentials["apiKey"], credentials["apiSecret"]
+        default_form = await api.post(
+            "/api/webhooks/marketplace/tiktok",
+            content=body,
+            headers={"Authorization": push_signature(key, secret, body)},
+        )
+        assert default_form.status_code == 401
+        body_only = await api.post(
+            "/api/webhooks/marketplace/tiktok",
+            content=body,
+            headers={"Authorization": push_signature(key, secret, body, "none")},
+        )
+        assert body_only.status_code == 200

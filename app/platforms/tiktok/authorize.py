@@ -56,7 +56,7 @@ class TikTokConnectFlow(ConnectFlow):
             ClientConfig(
                 base_url=self.settings.tiktok_base_url.rstrip("/"),
                 tuning=self.transport.tuning,
-                options=self.settings.tiktok_versions(),
+                options=self.settings.tiktok_options(),
             ),
             http_client=self.transport.client,
         )

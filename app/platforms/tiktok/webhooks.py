@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from app.config import get_settings
 from app.platforms.tiktok.auth import verify_push
 from app.platforms.types import PlatformCode
 from app.platforms.webhooks import (
@@ -66,7 +65,8 @@ class TikTokPushParser:
         return epoch_time(document.get("timestamp")) if isinstance(document, dict) else None
 
     def verify(self, push: PushRequest, key: SigningKey) -> bool:
-        prefix = get_settings().tiktok_webhook_sign_prefix
+        # TIKTOK_WEBHOOK_SIGN_PREFIX, as the receiver hands it over.
+        prefix = str(push.extra.get("webhook_sign_prefix") or "app_key")
         header = push.headers.get("authorization")
         return verify_push(key.api_key, key.api_secret, push.body, header, prefix)
 
