@@ -548,6 +548,8 @@ _SETTING_HELP = {
     "LAZADA_BASE_URL": "Lazada API, ending in /rest",
     "LAZADA_AUTH_URL": "Lazada token API, ending in /rest",
     "FACEBOOK_GRAPH_URL": "Graph API with its version",
+    "TIKTOK_BASE_URL": "TikTok Shop Open API host (paths carry their version)",
+    "TIKTOK_AUTH_URL": "TikTok Shop token host (/api/v2/token/...)",
     "SYNC_WAIT_SECONDS": "how long POST sync-orders waits before answering 202",
     "SYNC_BACKFILL_DAYS": "how far back a first sync reads",
     "SYNC_OVERLAP_SECONDS": "re-read before the high-water mark on each sync",
@@ -728,8 +730,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sandbox = command(
         "sandbox",
-        "run the simulated Shopee, Lazada and Meta APIs",
-        "Run the Shopee, Lazada and Meta sandboxes on one port, each with a seeded demo shop;\n"
+        "run the simulated Shopee, Lazada, Meta and TikTok Shop APIs",
+        "Run the Shopee, Lazada, Meta and TikTok Shop sandboxes on one port, each with a seeded\n"
+        "demo shop;\n"
         "prints the *_BASE_URL settings and demo credentials to use them. Reads no settings.",
     )
     sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -797,7 +800,9 @@ def build_parser() -> argparse.ArgumentParser:
         _environment_help(["DATABASE_URL", "OMNI_DATA_DIR", "SHOPEE_BASE_URL", "LAZADA_BASE_URL"]),
     )
     move_hosts.add_argument(
-        "--platform", choices=["shopee", "lazada", "facebook"], help="only this platform's"
+        "--platform",
+        choices=["shopee", "lazada", "facebook", "tiktok"],
+        help="only this platform's",
     )
     move_hosts.set_defaults(func=cmd_move_hosts)
     return parser

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -176,6 +176,58 @@ class Settings(BaseSettings):
     review_reply_max_chars: int = Field(
         500, validation_alias="REVIEW_REPLY_MAX_CHARS", ge=1, le=5000
     )
+
+    # --- TikTok Shop (h9): the fourth channel (reference fulfillment-and-tiktok.md §4) --------
+    tiktok_app_key: str | None = Field(None, validation_alias="TIKTOK_APP_KEY")
+    tiktok_app_secret: SecretStr | None = Field(None, validation_alias="TIKTOK_APP_SECRET")
+    tiktok_base_url: str = Field(
+        "https://open-api.tiktokglobalshop.com", validation_alias="TIKTOK_BASE_URL"
+    )
+    tiktok_auth_url: str = Field(
+        "https://auth.tiktok-shops.com", validation_alias="TIKTOK_AUTH_URL"
+    )
+    # The seller's authorization page (the non-US services link; `service_id` is the app's).
+    tiktok_authorize_url: str = Field(
+        "https://services.tiktokshop.com/open/authorize", validation_alias="TIKTOK_AUTHORIZE_URL"
+    )
+    tiktok_service_id: str | None = Field(None, validation_alias="TIKTOK_SERVICE_ID")
+    # API version per endpoint (in the path since 202309; newer ones are documented for some).
+    tiktok_version_orders_search: str = Field(
+        "202309", validation_alias="TIKTOK_VERSION_ORDERS_SEARCH"
+    )
+    tiktok_version_order_detail: str = Field(
+        "202309", validation_alias="TIKTOK_VERSION_ORDER_DETAIL"
+    )
+    tiktok_version_shops: str = Field("202309", validation_alias="TIKTOK_VERSION_SHOPS")
+    tiktok_version_products_search: str = Field(
+        "202309", validation_alias="TIKTOK_VERSION_PRODUCTS_SEARCH"
+    )
+    tiktok_version_inventory_update: str = Field(
+        "202309", validation_alias="TIKTOK_VERSION_INVENTORY_UPDATE"
+    )
+    tiktok_version_fulfillment: str = Field("202309", validation_alias="TIKTOK_VERSION_FULFILLMENT")
+    tiktok_version_cancellations: str = Field(
+        "202309", validation_alias="TIKTOK_VERSION_CANCELLATIONS"
+    )
+    # Push signature (unconfirmed officially): HMAC-SHA256(app_secret, <prefix> + raw body),
+    # where the prefix is the app key ("app_key", two third-party clients) or nothing ("none").
+    tiktok_webhook_sign_prefix: Literal["app_key", "none"] = Field(
+        "app_key", validation_alias="TIKTOK_WEBHOOK_SIGN_PREFIX"
+    )
+
+    def tiktok_options(self) -> dict[str, str]:
+        """TikTok settings the client and push parser read: the API version of each endpoint
+        group (by the client's names) and the push signature prefix."""
+        return {
+            "orders_search": self.tiktok_version_orders_search,
+            "order_detail": self.tiktok_version_order_detail,
+            "shops": self.tiktok_version_shops,
+            "products_search": self.tiktok_version_products_search,
+            "inventory_update": self.tiktok_version_inventory_update,
+            "fulfillment": self.tiktok_version_fulfillment,
+            "cancellations": self.tiktok_version_cancellations,
+            "webhook_sign_prefix": self.tiktok_webhook_sign_prefix,
+        }
 
     def lazada_country_url(self, country: str | None) -> str:
         """The API gateway for a Lazada seller of `country` (LAZADA_BASE_URL when unknown)."""

@@ -209,7 +209,9 @@ def line(label: str, report: dict[str, object], rss: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--orders", type=int, default=None)
-    parser.add_argument("--platform", default="shopee", choices=["shopee", "lazada", "facebook"])
+    parser.add_argument(
+        "--platform", default="shopee", choices=["shopee", "lazada", "facebook", "tiktok"]
+    )
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--throttled", action="store_true")
     parser.add_argument("--worker", nargs=4, metavar=("URL", "ROOT", "LOG", "RATE"))

@@ -51,7 +51,7 @@ DEFAULT_DB = "postgresql+asyncpg://root@127.0.0.1:5432/omni_bench_webhooks"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/15"
 JWT_KEY = "bench-key-" + "x" * 33
 PUSH_PATH = "/api/webhooks/marketplace"
-PLATFORMS = ("shopee", "lazada", "facebook")
+PLATFORMS = ("shopee", "lazada", "facebook", "tiktok")
 
 
 def free_port() -> int:

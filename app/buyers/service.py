@@ -22,6 +22,7 @@ from app.orders.service import invalid, render_order
 from app.platforms.facebook import mapping as facebook_mapping
 from app.platforms.lazada import mapping as lazada_mapping
 from app.platforms.shopee import mapping as shopee_mapping
+from app.platforms.tiktok import mapping as tiktok_mapping
 from app.platforms.types import PlatformCode
 
 logger = logging.getLogger("app.buyers")
@@ -36,6 +37,7 @@ RAW_ERASERS: dict[str, RawEraser] = {
     PlatformCode.SHOPEE.value: shopee_mapping.erase_buyer_data,
     PlatformCode.LAZADA.value: lazada_mapping.erase_buyer_data,
     PlatformCode.FACEBOOK.value: facebook_mapping.erase_buyer_data,
+    PlatformCode.TIKTOK.value: tiktok_mapping.erase_buyer_data,
 }
 
 

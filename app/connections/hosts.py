@@ -29,6 +29,7 @@ _SETTING = {
     PlatformCode.SHOPEE: "SHOPEE_BASE_URL",
     PlatformCode.LAZADA: "LAZADA_BASE_URL",
     PlatformCode.FACEBOOK: "FACEBOOK_GRAPH_URL",
+    PlatformCode.TIKTOK: "TIKTOK_BASE_URL",
 }
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import ConfigDict, Field
+from pydantic import AliasChoices, ConfigDict, Field
 
 from app.models.enums import ConnectionStatus
 from app.schemas import CamelModel
@@ -40,9 +40,20 @@ class ConnectionCreate(CamelModel):
     shop_id: str | None = Field(None, max_length=128)
     shop_name: str | None = Field(None, max_length=255)
     access_token: str | None = Field(None, max_length=4096)
-    api_key: str | None = Field(None, max_length=512)
-    api_secret: str | None = Field(None, max_length=1024)
+    # TikTok Shop calls them appKey and appSecret (INTERFACE.md "TikTok Shop").
+    api_key: str | None = Field(
+        None, max_length=512, validation_alias=AliasChoices("apiKey", "appKey", "api_key")
+    )
+    api_secret: str | None = Field(
+        None, max_length=1024, validation_alias=AliasChoices("apiSecret", "appSecret", "api_secret")
+    )
     refresh_token: str | None = Field(None, max_length=4096)
+    # TikTok Shop's shop cipher: optional, since the client reads it from the shop list.
+    shop_cipher: str | None = Field(
+        None,
+        max_length=256,
+        description="TikTok Shop: accepted; the connection check reads the cipher itself",
+    )
     sync_interval_minutes: int | None = Field(None, ge=5, le=1440)
     start_sync: bool = Field(
         True,

@@ -52,6 +52,7 @@ METHODS: dict[str, frozenset[ShipMethod]] = {
     "shopee": frozenset({ShipMethod.PICKUP, ShipMethod.DROPOFF, ShipMethod.TRACKING}),
     "lazada": frozenset({ShipMethod.PICKUP, ShipMethod.DROPOFF}),
     "facebook": frozenset({ShipMethod.TRACKING}),
+    "tiktok": frozenset({ShipMethod.PICKUP, ShipMethod.DROPOFF, ShipMethod.TRACKING}),
     "social": frozenset({ShipMethod.TRACKING}),
 }
 SELLER_CARRIERS = (

@@ -104,6 +104,8 @@ class ClientConfig:
     base_url: str
     tuning: ClientTuning = field(default_factory=ClientTuning)
     auth_url: str | None = None  # Lazada's token endpoints live on a separate host
+    # A platform's own settings its client reads (TikTok's API version per endpoint).
+    options: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

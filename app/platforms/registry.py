@@ -19,24 +19,28 @@ from app.platforms.facebook.connect_form import CONNECT_FORM as FACEBOOK_FORM
 from app.platforms.http import EventSink, RateLimiter, ignore_events
 from app.platforms.lazada.connect_form import CONNECT_FORM as LAZADA_FORM
 from app.platforms.shopee.connect_form import CONNECT_FORM as SHOPEE_FORM
+from app.platforms.tiktok.connect_form import CONNECT_FORM as TIKTOK_FORM
 from app.platforms.types import Credentials, PlatformCode, ShopInfo
 
 _CLIENT_CLASSES = {
     PlatformCode.SHOPEE: "app.platforms.shopee.client:ShopeeClient",
     PlatformCode.LAZADA: "app.platforms.lazada.client:LazadaClient",
     PlatformCode.FACEBOOK: "app.platforms.facebook.client:FacebookClient",
+    PlatformCode.TIKTOK: "app.platforms.tiktok.client:TikTokClient",
 }
 
 _CONNECT_FLOWS = {
     PlatformCode.SHOPEE: "app.platforms.shopee.authorize:ShopeeConnectFlow",
     PlatformCode.LAZADA: "app.platforms.lazada.authorize:LazadaConnectFlow",
     PlatformCode.FACEBOOK: "app.platforms.facebook.authorize:FacebookConnectFlow",
+    PlatformCode.TIKTOK: "app.platforms.tiktok.authorize:TikTokConnectFlow",
 }
 
 CONNECT_FORMS: dict[PlatformCode, PlatformSpec] = {
     PlatformCode.SHOPEE: SHOPEE_FORM,
     PlatformCode.LAZADA: LAZADA_FORM,
     PlatformCode.FACEBOOK: FACEBOOK_FORM,
+    PlatformCode.TIKTOK: TIKTOK_FORM,
 }
 
 # The fields an operator's app supplies when a connection brings none of its own.
@@ -52,6 +56,7 @@ def operator_app(settings: Settings, platform: PlatformCode) -> tuple[str, str] 
         PlatformCode.SHOPEE: (settings.shopee_partner_id, settings.shopee_partner_key),
         PlatformCode.LAZADA: (settings.lazada_app_key, settings.lazada_app_secret),
         PlatformCode.FACEBOOK: (settings.meta_app_id, settings.meta_app_secret),
+        PlatformCode.TIKTOK: (settings.tiktok_app_key, settings.tiktok_app_secret),
     }[platform]
     if not key or secret is None or not secret.get_secret_value():
         return None
@@ -109,6 +114,13 @@ def client_config(
             base_url=settings.lazada_country_url(country).rstrip("/"),
             auth_url=settings.lazada_auth_url.rstrip("/"),
             tuning=tuning,
+        )
+    if platform is PlatformCode.TIKTOK:
+        return ClientConfig(
+            base_url=settings.tiktok_base_url.rstrip("/"),
+            auth_url=settings.tiktok_auth_url.rstrip("/"),
+            tuning=tuning,
+            options=settings.tiktok_options(),
         )
     return ClientConfig(base_url=settings.facebook_graph_url.rstrip("/"), tuning=tuning)
 

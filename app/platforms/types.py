@@ -15,6 +15,7 @@ class PlatformCode(StrEnum):
     SHOPEE = "shopee"
     LAZADA = "lazada"
     FACEBOOK = "facebook"
+    TIKTOK = "tiktok"
 
 
 class OrderStatus(StrEnum):

@@ -107,19 +107,22 @@ def detect_platform(headers: Mapping[str, str], document: Any) -> PlatformCode:
     if "x-hub-signature-256" in headers:
         return PlatformCode.FACEBOOK
     if isinstance(document, dict):
+        if {"type", "tts_notification_id", "shop_id"} <= document.keys():
+            return PlatformCode.TIKTOK
         if "message_type" in document and "seller_id" in document:
             return PlatformCode.LAZADA
         if "code" in document and "shop_id" in document:
             return PlatformCode.SHOPEE
         if document.get("object") == "page":
             return PlatformCode.FACEBOOK
-    raise UnrecognizedPush("The body is not a Shopee, Lazada or Meta push")
+    raise UnrecognizedPush("The body is not a Shopee, Lazada, Meta or TikTok Shop push")
 
 
 _PARSERS = {
     PlatformCode.SHOPEE: "app.platforms.shopee.webhooks:PARSER",
     PlatformCode.LAZADA: "app.platforms.lazada.webhooks:PARSER",
     PlatformCode.FACEBOOK: "app.platforms.facebook.webhooks:PARSER",
+    PlatformCode.TIKTOK: "app.platforms.tiktok.webhooks:PARSER",
 }
 
 

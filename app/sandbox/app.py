@@ -1,4 +1,5 @@
-"""All three sandboxes on one port: `/shopee`, `/lazada` and `/facebook`, each with a demo shop."""
+"""All four sandboxes on one port: `/shopee`, `/lazada`, `/facebook` and `/tiktok`, each with a
+demo shop."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from app.sandbox import authorize, facebook, facebook_live, lazada, shopee
+from app.sandbox import authorize, facebook, facebook_live, lazada, shopee, tiktok
 from app.sandbox.authorize import AuthorizeSandbox
 from app.sandbox.lazada import LazadaSandbox
 
@@ -24,6 +25,7 @@ class SandboxSet:
     shopee: shopee.ShopeeSandbox = field(default_factory=shopee.ShopeeSandbox)
     lazada: lazada.LazadaSandbox = field(default_factory=lazada.LazadaSandbox)
     facebook: facebook.FacebookSandbox = field(default_factory=facebook.FacebookSandbox)
+    tiktok: tiktok.TikTokSandbox = field(default_factory=tiktok.TikTokSandbox)
     # Lazada's other countries, each its own gateway (Thailand is `lazada`).
     lazada_abroad: dict[str, LazadaSandbox] = field(
         default_factory=lambda: {c: LazadaSandbox(country=c) for c in LAZADA_ABROAD}
@@ -50,6 +52,9 @@ def base_urls(root: str) -> dict[str, str]:
         "FACEBOOK_GRAPH_URL": f"{root}/facebook/{GRAPH_VERSION}",
         "LAZADA_OAUTH_URL": f"{root}/lazada/oauth/authorize",
         "FACEBOOK_DIALOG_URL": f"{root}/facebook/dialog/oauth",
+        "TIKTOK_BASE_URL": f"{root}/tiktok",
+        "TIKTOK_AUTH_URL": f"{root}/tiktok/auth",
+        "TIKTOK_AUTHORIZE_URL": f"{root}/tiktok/open/authorize",
         **{f"LAZADA_BASE_URL_{c.upper()}": f"{root}/lazada/{c}/rest" for c in LAZADA_ABROAD},
     }
 
@@ -58,7 +63,7 @@ def build_app(sandboxes: SandboxSet) -> Starlette:
     async def index(request: Request) -> JSONResponse:
         return JSONResponse(
             {
-                "sandboxes": ["shopee", "lazada", "facebook"],
+                "sandboxes": ["shopee", "lazada", "facebook", "tiktok"],
                 "settings": base_urls(str(request.base_url)),
             }
         )
@@ -77,6 +82,7 @@ def build_app(sandboxes: SandboxSet) -> Starlette:
             Mount("/shopee", app=shopee.create_app(sandboxes.shopee)),
             Mount("/lazada", app=lazada.create_app(sandboxes.lazada)),
             Mount("/facebook", app=facebook.create_app(sandboxes.facebook)),
+            Mount("/tiktok", app=tiktok.create_app(sandboxes.tiktok)),
         ]
     )
 
@@ -95,6 +101,7 @@ def create_sandbox_app(
         "shopee": shopee.seed_demo(sandboxes.shopee),
         "lazada": lazada.seed_demo(sandboxes.lazada),
         "facebook": facebook.seed_demo(sandboxes.facebook),
+        "tiktok": tiktok.seed_demo(sandboxes.tiktok),
     }
     demo["settings"] = {
         **base_urls(public_base_url),
@@ -111,6 +118,7 @@ def operator_settings(demo: dict[str, object]) -> dict[str, str]:
         "shopee": ("SHOPEE_PARTNER_ID", "SHOPEE_PARTNER_KEY"),
         "lazada": ("LAZADA_APP_KEY", "LAZADA_APP_SECRET"),
         "facebook": ("META_APP_ID", "META_APP_SECRET"),
+        "tiktok": ("TIKTOK_APP_KEY", "TIKTOK_APP_SECRET"),
     }
     settings: dict[str, str] = {}
     for platform, (key_name, secret_name) in names.items():
@@ -129,24 +137,25 @@ def describe_demo(demo: dict[str, object]) -> str:
     assert isinstance(settings, dict)
     lines += [f"  export {key}={value}" for key, value in settings.items()]
     lines += [
-        "Authorization pages: POST /api/marketplace/connect/{shopee|lazada|facebook}/start,",
+        "Authorization pages: POST /api/marketplace/connect/{shopee|lazada|facebook|tiktok}/start,",
         "  open its authorizationUrl; without CONNECT_REDIRECT_URL the callback shows the grant",
         "  for POST /api/marketplace/connect/complete {userId, grant} (same user's token).",
     ]
     lines.append("Demo shops: bodies for POST /api/marketplace/connections (set your userId):")
-    for platform in ("shopee", "lazada", "facebook"):
+    for platform in ("shopee", "lazada", "facebook", "tiktok"):
         credentials = demo[platform]
         assert isinstance(credentials, dict)
         body = {"userId": "seller-1", "platformCode": platform}
         body |= {k: v for k, v in credentials.items() if k in CONNECT_FIELDS}
         lines.append(f"  {json.dumps(body, ensure_ascii=False)}")
     lines += [
-        "Signed pushes: POST /{shopee|lazada|facebook}/_sandbox/webhooks/send with",
+        "Signed pushes: POST /{shopee|lazada|facebook|tiktok}/_sandbox/webhooks/send with",
         '  {"shopId": ..., "url": "<PUBLIC_BASE_URL>/api/webhooks/marketplace", ...} and',
         '  Shopee "code" (3, 4 with "orderIds"; 1, 2, 12, 6, 8), "lost": true to keep them for',
         '  get_lost_push_message; Lazada "messageType" (0, 10 with "orderIds"; 3, 4, 5, 6, 8);',
-        '  Meta "field" ("feed", "messages", "commerce_orders").',
-        "A sale on a demo shop: POST /{shopee|lazada|facebook}/_sandbox/orders with",
+        '  Meta "field" ("feed", "messages", "commerce_orders"); TikTok "type" (1, 11) with',
+        '  "orderIds" (POST /tiktok/_sandbox/webhooks/send).',
+        "A sale on a demo shop: POST /{shopee|lazada|facebook|tiktok}/_sandbox/orders with",
         '  {"count": 1, "sku": "SKU-0001-1", "quantity": 1} (stock falls on that shop).',
     ]
     return "\n".join(lines)

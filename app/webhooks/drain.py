@@ -53,7 +53,12 @@ logger = logging.getLogger("app.webhooks")
 # smaller passes overlap more. Lazada pushes once per order line (about 3 events an order)
 # and fills its 50-order item calls only with large passes; Meta has one event per order and
 # its passes share one listing; Shopee reads 50 orders a call whatever the pass.
-CLAIM_LIMITS = {PlatformCode.SHOPEE: 500, PlatformCode.LAZADA: 1000, PlatformCode.FACEBOOK: 200}
+CLAIM_LIMITS = {
+    PlatformCode.SHOPEE: 500,
+    PlatformCode.LAZADA: 1000,
+    PlatformCode.FACEBOOK: 200,
+    PlatformCode.TIKTOK: 500,
+}
 CLAIM_LIMIT = 500  # any other platform
 # A claim is renewed while its reads run; a dead worker's claim is free again this long after
 # its last renewal (and the sweep, every 10 s, queues a drain for it).

@@ -36,6 +36,7 @@ def receiver_for(state: Any) -> service.Receiver:
             cipher=state.cipher,
             public_base_url=state.settings.public_base_url,
             max_age=timedelta(hours=state.settings.webhook_max_age_hours),
+            push_options=state.settings.tiktok_options(),
         )
         state.webhook_receiver = receiver
     return receiver

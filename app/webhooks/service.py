@@ -228,6 +228,8 @@ class Receiver:
     cipher: CredentialCipher
     public_base_url: str | None
     max_age: timedelta = timedelta(hours=72)
+    # Platforms' own push settings, handed to their parsers (TikTok's signature prefix).
+    push_options: Mapping[str, str] = field(default_factory=dict)
     _secrets: _SecretCache = field(init=False)
 
     def __post_init__(self) -> None:
@@ -260,7 +262,13 @@ class Receiver:
         if not shop_ids:
             raise reject(platform.value, "no_shop", "The webhook names no shop")
         base = (self.public_base_url or request_base_url or "").rstrip("/")
-        push = PushRequest(body=body, document=document, headers=headers, callback_url=base + path)
+        push = PushRequest(
+            body=body,
+            document=document,
+            headers=headers,
+            callback_url=base + path,
+            extra=dict(self.push_options),
+        )
         async with self.sessionmaker() as session:
             try:
                 # The lookup on the pooled asyncpg connection itself: it runs for every push,

@@ -46,7 +46,7 @@ async def test_platforms_are_listed_with_form_fields(api: httpx.AsyncClient) -> 
     response = await api.get("/api/marketplace/platforms")
     assert response.status_code == 200
     platforms = {p["code"]: p for p in response.json()["data"]}
-    assert set(platforms) == {"shopee", "lazada", "facebook"}
+    assert set(platforms) == {"shopee", "lazada", "facebook", "tiktok"}
     shopee = platforms["shopee"]
     assert [f["name"] for f in shopee["requiredFields"]] == [
         "shopId",
@@ -115,14 +115,14 @@ async def test_missing_platform_code_and_user_are_reported(api: httpx.AsyncClien
 async def test_unknown_platform_names_the_field(api: httpx.AsyncClient) -> None:
     response = await api.post(
         "/api/marketplace/connections",
-        json={"userId": USER, "platformCode": "tiktok"},
+        json={"userId": USER, "platformCode": "tokopedia"},
         headers=auth_headers(USER),
     )
     assert response.status_code == 422
     error = response.json()["error"]
     assert error["code"] == "unknown_platform"
     assert [f["field"] for f in error["fields"]] == ["platformCode"]
-    assert "tiktok" in error["message"]
+    assert "tokopedia" in error["message"]
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ SHIP_BODY: dict[str, dict[str, Any]] = {
     "shopee": {"method": "dropoff"},
     "lazada": {"method": "dropoff"},
     "facebook": {"method": "tracking", "trackingNumber": "TH0001", "carrier": "OTHER"},
+    "tiktok": {"method": "dropoff"},
 }
 
 

@@ -10,10 +10,15 @@ import pytest
 from tests.conftest import RunningSandbox
 from tests.fulfillment.conftest import HEADERS, USER, control, open_shop, order, sync
 
-REASON = {"shopee": "CUSTOMER_REQUEST", "lazada": "10000021", "facebook": "CUSTOMER_REQUESTED"}
+REASON = {
+    "shopee": "CUSTOMER_REQUEST",
+    "lazada": "10000021",
+    "facebook": "CUSTOMER_REQUESTED",
+    "tiktok": "seller_cancel_reason_out_of_stock",
+}
 
 
-@pytest.mark.parametrize("platform", ["shopee", "lazada", "facebook"])
+@pytest.mark.parametrize("platform", ["shopee", "lazada", "facebook", "tiktok"])
 async def test_cancel_with_a_reason_cancels_on_the_platform_and_here(
     api: httpx.AsyncClient, sandbox: RunningSandbox, worker: None, platform: str
 ) -> None:
@@ -60,7 +65,7 @@ async def test_cancel_without_a_reason_stays_409_and_an_unknown_reason_is_422(
     assert (await order(api, order_id))["status"] == "pending"
 
 
-@pytest.mark.parametrize("platform", ["shopee", "lazada"])
+@pytest.mark.parametrize("platform", ["shopee", "lazada", "tiktok"])
 @pytest.mark.parametrize("accept", [True, False])
 async def test_a_buyers_cancellation_request_is_accepted_or_refused(
     api: httpx.AsyncClient, sandbox: RunningSandbox, worker: None, platform: str, accept: bool

@@ -21,7 +21,7 @@ async def ship_all(api: httpx.AsyncClient, order_ids: list[int]) -> None:
     assert {f["status"] for f in done.values()} == {"shipped"}
 
 
-@pytest.mark.parametrize("platform", ["shopee", "lazada"])
+@pytest.mark.parametrize("platform", ["shopee", "lazada", "tiktok"])
 async def test_label_is_a_pdf_and_many_labels_are_one_pdf_in_the_order_given(
     api: httpx.AsyncClient, sandbox: RunningSandbox, worker: None, platform: str
 ) -> None:

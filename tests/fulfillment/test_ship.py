@@ -24,16 +24,23 @@ from tests.fulfillment.conftest import (
     sync,
 )
 
-PLATFORMS = ("shopee", "lazada", "facebook")
+PLATFORMS = ("shopee", "lazada", "facebook", "tiktok")
 SHIP_CALLS = {
     "shopee": ("/api/v2/logistics/ship_order", "/api/v2/logistics/mass_ship_order"),
     "lazada": ("/order/fulfill/pack", "/order/package/rts"),
 }
 
 
+def _tiktok_ship_calls(sandbox: RunningSandbox) -> int:
+    calls = sandbox.sandboxes.tiktok.calls
+    return sum(n for path, n in calls.items() if path.endswith("/ship"))
+
+
 def ship_calls(sandbox: RunningSandbox, platform: str) -> int:
     if platform == "facebook":
         return sum(p.endswith("/shipments") for p in sandbox.sandboxes.facebook.post_paths)
+    if platform == "tiktok":
+        return _tiktok_ship_calls(sandbox)
     state = getattr(sandbox.sandboxes, platform)
     return sum(state.calls[path] for path in SHIP_CALLS[platform])
 
@@ -134,6 +141,7 @@ REFUSALS = {
     "shopee": "The order status is not ready to ship.",
     "lazada": "Items are canceled",  # Lazada's item status, read before packing
     "facebook": "cannot be shipped",
+    "tiktok": "The order has been cancelled",  # 21011041
 }
 
 

@@ -115,6 +115,8 @@ def sandbox_shop(sandbox: RunningSandbox, platform: str, shop_id: str) -> Any:
         return sandbox.sandboxes.shopee.shops[int(shop_id)].seeded
     if platform == "lazada":
         return sandbox.sandboxes.lazada.shops[shop_id].shop
+    if platform == "tiktok":
+        return sandbox.sandboxes.tiktok.shops[shop_id].shop
     return sandbox.sandboxes.facebook.pages[shop_id].shop
 
 

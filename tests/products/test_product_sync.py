@@ -9,7 +9,7 @@ from tests.conftest import RunningSandbox, auth_headers
 from tests.inventory.helpers import settled
 from tests.products.helpers import all_listings, connect, sandbox_shop, sync_products
 
-PLATFORMS = ("shopee", "lazada", "facebook")
+PLATFORMS = ("shopee", "lazada", "facebook", "tiktok")
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)

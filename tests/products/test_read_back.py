@@ -11,7 +11,7 @@ from app.platforms.types import Credentials, PlatformCode, StockUpdate
 from tests.conftest import RunningSandbox, create_sandbox_shop
 
 
-@pytest.mark.parametrize("platform", ["shopee", "lazada", "facebook"])
+@pytest.mark.parametrize("platform", ["shopee", "lazada", "facebook", "tiktok"])
 async def test_reading_back_some_listings_gives_the_catalogues_figures_for_them(
     sandbox: RunningSandbox, settings: Settings, platform: str
 ) -> None:

@@ -37,7 +37,7 @@ async def order_count(session_factory: async_sessionmaker[AsyncSession], connect
         )
 
 
-@pytest.mark.parametrize("platform", ["shopee", "lazada", "facebook"])
+@pytest.mark.parametrize("platform", ["shopee", "lazada", "facebook", "tiktok"])
 async def test_full_then_incremental_sync_has_exact_counts(
     api: httpx.AsyncClient,
     sandbox: RunningSandbox,

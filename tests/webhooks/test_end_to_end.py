@@ -33,7 +33,7 @@ async def api_server(settings: Settings, clean: None) -> AsyncIterator[str]:
     await task
 
 
-@pytest.mark.parametrize("platform", ["shopee", "lazada"])
+@pytest.mark.parametrize("platform", ["shopee", "lazada", "tiktok"])
 async def test_a_pushed_change_reaches_the_orders_api_within_five_seconds(
     api: httpx.AsyncClient, sandbox: RunningSandbox, api_server: str, platform: str
 ) -> None:

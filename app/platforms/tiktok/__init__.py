@@ -1,0 +1,1 @@
+"""TikTok Shop Open API (version 202309+)."""
