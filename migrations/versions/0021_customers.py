@@ -4,8 +4,8 @@ far the refresh job has read each connection's orders
 Existing orders are linked by the refresh cron (a connection without a mark is read from its
 first order) or at once by `omni-sales rebuild-customers`.
 
-Revision ID: 0019
-Revises: 0022
+Revision ID: 0021
+Revises: 0020
 Create Date: 2026-12-07 02:00:00
 """
 
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0019"
-down_revision: str | None = "0022"
+revision: str = "0021"
+down_revision: str | None = "0020"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,8 +1,8 @@
 """product reviews of Shopee and Lazada shops and the seller's replies (one row per
 connection and platform review id)
 
-Revision ID: 0020
-Revises: 0018
+Revision ID: 0018
+Revises: 0017
 Create Date: 2026-12-07 02:00:00
 """
 
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0020"
-down_revision: str | None = "0018"
+revision: str = "0018"
+down_revision: str | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

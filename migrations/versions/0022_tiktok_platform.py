@@ -1,7 +1,7 @@
 """TikTok Shop as a platform (issue 19)
 
-Revision ID: 0021
-Revises: 0017
+Revision ID: 0022
+Revises: 0021
 Create Date: 2026-12-07 02:30:00
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0021"
-down_revision: str | None = "0017"
+revision: str = "0022"
+down_revision: str | None = "0021"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """accounts: local users, their refresh tokens, and integrators' API keys
 
-Revision ID: 0018
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-07 02:00:00
 """
 
@@ -12,9 +12,9 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0018"
+revision: str = "0017"
 # The lead re-chains the branches' migrations; this one follows the newest on its base.
-down_revision: str | None = "0015"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

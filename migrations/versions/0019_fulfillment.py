@@ -1,7 +1,7 @@
 """fulfillment: one row per shipment asked for an order or package
 
-Revision ID: 0017
-Revises: 0020
+Revision ID: 0019
+Revises: 0018
 Create Date: 2026-12-07 01:40:00
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0017"
-down_revision: str | None = "0020"
+revision: str = "0019"
+down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

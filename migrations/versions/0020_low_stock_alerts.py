@@ -1,7 +1,7 @@
 """low-stock alerts: a master SKU's threshold and whether its alert has fired
 
-Revision ID: 0022
-Revises: 0017
+Revision ID: 0020
+Revises: 0019
 Create Date: 2026-12-07 02:30:00
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0022"
-down_revision: str | None = "0017"
+revision: str = "0020"
+down_revision: str | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
