@@ -142,6 +142,9 @@ def create_worker(settings: Settings, **kwargs: Any) -> Worker:
         "on_startup": startup,
         "on_shutdown": shutdown,
         "max_jobs": 20,
+        # arq's default 0.5 s between queue polls is half the live comment budget per hop
+        # (webhook drain, then allocation); a poll is one cheap ZRANGEBYSCORE.
+        "poll_delay": 0.05,
         "job_timeout": 3600,
         "keep_result": 3600,
     }

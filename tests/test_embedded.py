@@ -143,7 +143,12 @@ def test_embedded_serve_starts_everything_and_reuses_its_data(data_dir: Path) ->
     try:
         _wait_ready(serve)
         platforms = httpx.get(f"{serve.base}/api/marketplace/platforms", timeout=5)
-        assert [p["code"] for p in platforms.json()["data"]] == ["shopee", "lazada", "facebook"]
+        assert [p["code"] for p in platforms.json()["data"]] == [
+            "shopee",
+            "lazada",
+            "facebook",
+            "tiktok",
+        ]
         assert httpx.get(f"{serve.base}/docs", timeout=5).status_code == 200
     finally:
         output = _stop(serve)
