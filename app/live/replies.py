@@ -9,7 +9,6 @@ few tries on later runs of the job."""
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -40,7 +39,8 @@ REPLY_JOB = "send_social_replies"
 BATCH = 50
 MAX_ATTEMPTS = 3
 WINDOW = timedelta(hours=24)
-JOB_BUCKETS_PER_SECOND = 5
+# Order changes within this long of the first share one reply run.
+REPLY_COALESCE_SECONDS = 0.5
 
 DEFAULT_TEMPLATE = (
     "สวัสดีค่ะ คุณ{buyerName} 🙏\n"
@@ -66,29 +66,17 @@ def render_message(template: str | None, fields: Mapping[str, str]) -> str:
     return fill(template or DEFAULT_TEMPLATE, fields)
 
 
-def job_id(connection_id: uuid.UUID | str, at: float | None = None) -> str:
-    bucket = int((time.time() if at is None else at) * JOB_BUCKETS_PER_SECOND)
-    return f"{REPLY_JOB}:{connection_id}:{bucket}"
-
-
-def bucket_end_in(at: float, buckets_per_second: int) -> float:
-    """Seconds until the time bucket of `at` closes. A job of a bucket starts once its bucket
-    closed, so a request refused because that job is queued is seen when it runs, and a
-    request made while it runs falls in the next bucket: no wake-up is lost."""
-    return (int(at * buckets_per_second) + 1) / buckets_per_second - at
-
-
 def queue_reply_job(session: AsyncSession, connection_id: uuid.UUID) -> None:
     """The connection's reply job once this transaction commits; the sweep cron catches a
-    lost one. Requests of one time bucket coalesce into one job, which starts when its bucket
-    closes (see bucket_end_in), so a request made while a job sends is never lost."""
-    now = time.time()
+    lost one. Requests coalesce into the one job still waiting (the outbox dedupes only jobs
+    not yet started, so a request made while a job sends gets a job of its own); the short
+    wait lets a burst of order changes share one run."""
     enqueue(
         session,
         REPLY_JOB,
         str(connection_id),
-        dedupe_key=job_id(connection_id, now),
-        defer_seconds=bucket_end_in(now, JOB_BUCKETS_PER_SECOND),
+        dedupe_key=f"{REPLY_JOB}:{connection_id}",
+        defer_seconds=REPLY_COALESCE_SECONDS,
     )
 
 
