@@ -492,8 +492,13 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--orders", type=int, default=1000, help="orders seeded per shop")
-    parser.add_argument("--pushed", type=int, default=500, help="orders changed and pushed")
+    parser.add_argument(
+        "--orders",
+        type=int,
+        default=5000,
+        help="orders seeded per shop (enough that the call limit binds)",
+    )
+    parser.add_argument("--pushed", type=int, default=2500, help="orders changed and pushed")
     parser.add_argument("--duration", type=float, default=3, help="seconds of ingest load")
     parser.add_argument("--senders", type=int, default=16)
     parser.add_argument(
