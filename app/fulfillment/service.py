@@ -36,7 +36,9 @@ from app.fulfillment.schemas import (
 from app.inventory import moves
 from app.jobs.outbox import enqueue
 from app.jobs.policy import RetryPolicy
+from app.live.orders import queue_replies
 from app.models import MarketplaceConnection, MarketplaceOrder, OrderFulfillment
+from app.models.social_order import SocialOrder
 from app.platforms.base import MarketplaceClient
 from app.platforms.errors import MarketplaceError
 from app.platforms.fulfillment import ShipRequest, ShipResult, ShipTarget
@@ -274,8 +276,11 @@ def _new(
     )
 
 
-def _ship_by_hand(order: MarketplaceOrder, fulfillment: OrderFulfillment) -> None:
-    """Live and Messenger orders: this service owns their state, the seller ships them."""
+async def _ship_by_hand(
+    session: AsyncSession, order: MarketplaceOrder, fulfillment: OrderFulfillment
+) -> None:
+    """Live and Messenger orders: this service owns their state, the seller ships them, and
+    the buyer is told the carrier and tracking number (one message for this change)."""
     now = _now()
     fulfillment.status = "shipped"
     fulfillment.shipped_at = now
@@ -283,9 +288,11 @@ def _ship_by_hand(order: MarketplaceOrder, fulfillment: OrderFulfillment) -> Non
     order.status = "shipped"
     order.raw_status = "shipped_by_seller"
     order.order_updated_at = now
-    # TODO(h8-live-tracking-message): tell the buyer the tracking number through the reply
-    # outbox (app/live/orders.queue_replies); its message text (app/live/replies._text_for)
-    # has no shipped/tracking wording yet, which needs an edit in app/live/.
+    social = await session.scalar(select(SocialOrder).where(SocialOrder.order_id == order.id))
+    if social is not None:
+        social.version += 1
+        await session.flush()
+        await queue_replies(session, [(order, social)])
 
 
 async def request_ship(
@@ -312,7 +319,7 @@ async def request_ship(
     if fulfillment is not new:
         return fulfillment  # a concurrent request with the same key made it
     if order.channel in SOCIAL_CHANNELS:
-        _ship_by_hand(order, fulfillment)
+        await _ship_by_hand(session, order, fulfillment)
     else:
         enqueue(session, SHIP_JOB, str(fulfillment.id))
     await session.flush()
@@ -353,7 +360,7 @@ async def request_bulk(
         if fulfillment.status != "requested":
             continue
         if order.channel in SOCIAL_CHANNELS:
-            _ship_by_hand(order, fulfillment)
+            await _ship_by_hand(session, order, fulfillment)
         else:
             first_of_connection.setdefault(order.connection_id, fulfillment)
     await session.flush()

@@ -22,7 +22,7 @@ from app.connections.credentials import decrypt_credentials
 from app.connections.hosts import host_problem
 from app.jobs.outbox import enqueue
 from app.live.templates import fill
-from app.models import MarketplaceConnection, MarketplaceOrder
+from app.models import MarketplaceConnection, MarketplaceOrder, OrderFulfillment
 from app.models.live_session import LiveSession
 from app.models.messenger_thread import MessengerThread
 from app.models.social_order import SocialOrder
@@ -57,6 +57,9 @@ WAITING_TEXT = (
     "ออเดอร์ {orderNumber}: สินค้าหมดชั่วคราว คุณอยู่ในคิวรอค่ะ\n"
     "{queue}\n"
     "เมื่อได้สินค้าแล้ว จะแจ้งยอดที่ต้องชำระอีกครั้งนะคะ ขอบคุณค่ะ"
+)
+SHIPPED_TEXT = (
+    "ออเดอร์ {orderNumber} จัดส่งแล้วค่ะ 📦 ขนส่ง {carrier} เลขพัสดุ {trackingNumber} ขอบคุณที่อุดหนุนค่ะ"
 )
 PAID_TEXT = "ได้รับชำระเงินออเดอร์ {orderNumber} แล้วค่ะ ยอด {total} {currency} กำลังจัดส่งให้นะคะ ขอบคุณค่ะ"
 
@@ -156,9 +159,28 @@ async def _text_for(session: AsyncSession, order: MarketplaceOrder, social: Soci
         return fill(CANCELLED_TEXT, fields)
     if order.status == "pending":
         return fill(PAID_TEXT, fields)
+    if order.status == "shipped":
+        return fill(SHIPPED_TEXT, {**fields, **await _shipment(session, order.id)}, internal=_SHIP)
     if order.waiting_only:
         return fill(WAITING_TEXT, fields, internal=("queue",))
     return render_message(template, fields)
+
+
+_SHIP = ("carrier", "trackingNumber")
+
+
+async def _shipment(session: AsyncSession, order_id: int) -> dict[str, str]:
+    """The carrier and tracking number of the order's latest shipment (the seller's own)."""
+    row = (
+        await session.execute(
+            select(OrderFulfillment.carrier, OrderFulfillment.tracking_number)
+            .where(OrderFulfillment.order_id == order_id, OrderFulfillment.status == "shipped")
+            .order_by(OrderFulfillment.shipped_at.desc())
+            .limit(1)
+        )
+    ).first()
+    carrier, tracking = (row.carrier, row.tracking_number) if row else (None, None)
+    return {"carrier": carrier or "-", "trackingNumber": tracking or "-"}
 
 
 _CLAIM = text(

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.live import replies
 from app.live.service import handle_page_event
 from app.sandbox.facebook_live import FacebookLiveSandbox, comment_payload, messaging_payload
-from tests.conftest import RunningSandbox
+from tests.conftest import RunningSandbox, auth_headers
 from tests.live.helpers import deliver, facebook_shop, open_live, order, set_stock
 
 SKU = "LIVE-CAP"
@@ -148,3 +148,46 @@ async def test_a_refused_message_is_recorded_on_the_order_and_not_retried(
         order_id = await session.scalar(text("SELECT order_id FROM social_replies"))
     body = await order(api, order_id)
     assert "private reply" in body["raw"]["replyError"]["message"]
+
+
+async def test_a_shipped_live_order_tells_the_buyer_the_carrier_and_tracking_number(
+    api: httpx.AsyncClient,
+    sandbox: RunningSandbox,
+    shop: dict[str, Any],
+    session_factory: async_sessionmaker[AsyncSession],
+    job_context: dict[str, Any],
+) -> None:
+    live = await open_live(api, shop, [{"code": "S1", "sku": SKU, "price": "90"}])
+    state = _live_sandbox(sandbox)
+    await _comment(sandbox, session_factory, shop, live, "CF S1", "buyer-s")
+    assert await _send(job_context, shop) == 1
+    [order_id] = [o for o in await _order_ids(session_factory)]
+    headers = auth_headers("seller-1")
+    paid = await api.post(
+        f"/api/marketplace/orders/{order_id}/mark-paid",
+        json={"userId": "seller-1"},
+        headers=headers,
+    )
+    assert paid.status_code == 200, paid.text
+    assert await _send(job_context, shop) == 1
+    shipped = await api.post(
+        f"/api/marketplace/orders/{order_id}/ship",
+        json={
+            "userId": "seller-1",
+            "method": "tracking",
+            "trackingNumber": "TH0123456789",
+            "carrier": "Flash Express",
+        },
+        headers={**headers, "Idempotency-Key": "ship-s1"},
+    )
+    assert shipped.status_code == 202, shipped.text
+    assert await _send(job_context, shop) == 1
+    assert await _send(job_context, shop) == 0  # told once
+    last = state.received(shop["shopId"], "buyer-s")[-1]["text"]
+    assert "TH0123456789" in last and "Flash Express" in last
+
+
+async def _order_ids(session_factory: async_sessionmaker[AsyncSession]) -> list[int]:
+    async with session_factory() as session:
+        rows = await session.execute(text("SELECT order_id FROM social_orders ORDER BY order_id"))
+        return [int(row.order_id) for row in rows]
