@@ -468,10 +468,13 @@ async def apply_orders(
                     held=not row.fulfilled,
                 )
         # Orders older than the SKU's tracking are already counted in the figure it started from.
+        # Marketplaces stamp orders in whole seconds: one placed in the second tracking began
+        # is newer than the figure, so it reserves (never a sale missed and oversold).
         new = sorted(
             (key, units)
             for key, units in wanted.items()
-            if key[1] in mover.states and created[key[0]] >= mover.states[key[1]].tracked_since
+            if key[1] in mover.states
+            and created[key[0]] >= mover.states[key[1]].tracked_since.replace(microsecond=0)
         )
         if new:
             params = {
