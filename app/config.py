@@ -215,6 +215,11 @@ class Settings(BaseSettings):
         "app_key", validation_alias="TIKTOK_WEBHOOK_SIGN_PREFIX"
     )
 
+    # Batch Ship Packages' most packages per call (unconfirmed; reference §4.7).
+    tiktok_ship_batch_size: int = Field(
+        50, ge=1, le=1000, validation_alias="TIKTOK_SHIP_BATCH_SIZE"
+    )
+
     def tiktok_options(self) -> dict[str, str]:
         """TikTok settings the client and push parser read: the API version of each endpoint
         group (by the client's names) and the push signature prefix."""
@@ -227,6 +232,7 @@ class Settings(BaseSettings):
             "fulfillment": self.tiktok_version_fulfillment,
             "cancellations": self.tiktok_version_cancellations,
             "webhook_sign_prefix": self.tiktok_webhook_sign_prefix,
+            "ship_batch_size": str(self.tiktok_ship_batch_size),
         }
 
     def lazada_country_url(self, country: str | None) -> str:

@@ -27,6 +27,10 @@ MINOR_UNITS: dict[str, int] = {
 }
 DEFAULT_MINOR_UNITS = 2
 _QUANTUM = {places: Decimal(1).scaleb(-places) for places in range(5)}
+# The default context holds 28 digits; a stored amount may need more and must still render.
+# Building a Context costs more than the rounding itself, so the usual one is built once.
+_DIGITS = 28
+_HALF_UP = Context(prec=_DIGITS, rounding=ROUND_HALF_UP)
 
 
 def minor_units(currency: str | None) -> int:
@@ -39,9 +43,9 @@ def in_minor_units(amount: Decimal, currency: str | None) -> Decimal:
     Decimal("38.00") in THB, Decimal("38000.00") is Decimal("38000") in VND. Raises
     decimal.InvalidOperation for a non-finite amount."""
     places = minor_units(currency)
-    # The default context holds 28 digits; a stored amount may need more and must still render.
-    digits = max(28, amount.adjusted() + places + 2) if amount.is_finite() else 28
-    result = amount.quantize(_QUANTUM[places], context=Context(prec=digits, rounding=ROUND_HALF_UP))
+    digits = amount.adjusted() + places + 2 if amount.is_finite() else _DIGITS
+    context = _HALF_UP if digits <= _DIGITS else Context(prec=digits, rounding=ROUND_HALF_UP)
+    result = amount.quantize(_QUANTUM[places], context=context)
     return result.copy_abs() if result.is_zero() else result  # never "-0.00"
 
 

@@ -78,6 +78,7 @@ def sandbox_calls(sandboxes: SandboxSet) -> int:
         sum(n for path, n in sandboxes.shopee.calls.items() if path != TRACKING_PATH)
         + sum(sandboxes.lazada.calls.values())
         + len(sandboxes.facebook.post_paths)
+        + sum(sandboxes.tiktok.calls.values())
     )
 
 
@@ -247,5 +248,7 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--orders", type=int, default=500)
-    parser.add_argument("--platforms", nargs="+", default=["shopee", "lazada", "facebook"])
+    parser.add_argument(
+        "--platforms", nargs="+", default=["shopee", "lazada", "facebook", "tiktok"]
+    )
     asyncio.run(main(parser.parse_args()))

@@ -40,6 +40,7 @@ def decrypt_credentials(connection: MarketplaceConnection, cipher: CredentialCip
         ),
         access_expires_at=connection.access_token_expires_at,
         refresh_expires_at=connection.refresh_token_expires_at,
+        shop_cipher=connection.shop_cipher,
     )
 
 
@@ -48,6 +49,8 @@ def store_credentials(
 ) -> None:
     connection.api_key_encrypted = cipher.encrypt(credentials.api_key)
     connection.api_secret_encrypted = cipher.encrypt(credentials.api_secret)
+    if credentials.shop_cipher:
+        connection.shop_cipher = credentials.shop_cipher
     store_tokens(connection, credentials, cipher)
 
 

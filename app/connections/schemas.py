@@ -52,7 +52,7 @@ class ConnectionCreate(CamelModel):
     shop_cipher: str | None = Field(
         None,
         max_length=256,
-        description="TikTok Shop: accepted; the connection check reads the cipher itself",
+        description="TikTok Shop: checked against the cipher TikTok gives the shop, then kept",
     )
     sync_interval_minutes: int | None = Field(None, ge=5, le=1440)
     start_sync: bool = Field(
@@ -65,8 +65,18 @@ class ConnectionCreate(CamelModel):
 class CredentialsUpdate(CamelModel):
     model_config = ConfigDict(coerce_numbers_to_str=True)
 
-    api_key: str | None = Field(None, min_length=1, max_length=512)
-    api_secret: str | None = Field(None, min_length=1, max_length=1024)
+    api_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=512,
+        validation_alias=AliasChoices("apiKey", "appKey", "api_key"),
+    )
+    api_secret: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        validation_alias=AliasChoices("apiSecret", "appSecret", "api_secret"),
+    )
     access_token: str | None = Field(None, min_length=1, max_length=4096)
     refresh_token: str | None = Field(None, min_length=1, max_length=4096)
 

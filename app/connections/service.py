@@ -148,6 +148,7 @@ def _validate_create(
             ("apiKey", "api_key"),
             ("apiSecret", "api_secret"),
             ("refreshToken", "refresh_token"),
+            ("shopCipher", "shop_cipher"),
         )
     }
     platform_code = values["platformCode"]
@@ -165,10 +166,12 @@ def _validate_create(
         # A connection that brings no app of its own uses the operator's; one that brings
         # half of one is reported as missing the other half, never mixed with the operator's.
         values["apiKey"], values["apiSecret"] = operator
-    required = ["userId", "platformCode"] + ([f.name for f in spec.required] if spec else [])
+    required = ["userId", "platformCode"] + ([f.key for f in spec.required] if spec else [])
     if spec is not None and (values["apiKey"] is None) != (values["apiSecret"] is None):
         required += [name for name in OPERATOR_APP_FIELDS if name not in required]
-    missing = [name for name in required if values.get(name) is None]
+    missing = [
+        spec.wire_name(name) if spec else name for name in required if values.get(name) is None
+    ]
     if missing:
         raise ValidationFailed(
             "Missing required fields: " + ", ".join(missing),
@@ -179,7 +182,7 @@ def _validate_create(
     for name, value in values.items():
         problem = spec.invalid_value(name, value) if value is not None else None
         if problem:
-            raise ValidationFailed(problem, code="invalid_field", fields=[name])
+            raise ValidationFailed(problem, code="invalid_field", fields=[spec.wire_name(name)])
     if values["refreshToken"] is not None and spec.field("refreshToken") is None:
         raise ValidationFailed(
             f"{spec.name} has no refresh token; leave refreshToken out",
@@ -283,6 +286,7 @@ async def create_connection(
         api_secret=values["apiSecret"],
         access_token=values["accessToken"],
         refresh_token=values.get("refreshToken"),
+        shop_cipher=values.get("shopCipher"),
     )
     # No lock is held during the marketplace call; the unique constraint settles races.
     checked = await check_shop(gateway, spec.code, credentials)

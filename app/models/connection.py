@@ -30,6 +30,8 @@ class MarketplaceConnection(TimestampMixin, Base):
     # ISO 3166 alpha-2 (e.g. TH) for Lazada and Shopee; a Lazada shop is served by its
     # country's gateway. None where the platform has not said.
     country: Mapped[str | None] = mapped_column(String(2))
+    # TikTok Shop's shop cipher, which every shop API call carries (an identifier, not a secret).
+    shop_cipher: Mapped[str | None] = mapped_column(String(256))
     # active | error | reauth_required | misconfigured | disconnected
     status: Mapped[str] = mapped_column(String(32), server_default="active")
     status_reason: Mapped[str | None] = mapped_column(Text)

@@ -19,6 +19,13 @@ class FieldSpec:
     pattern: str | None = None  # a value must match, else 422 naming the field
     pattern_hint: str | None = None
     secret: bool = False
+    # The shared body field this platform's own word is (TikTok's `appKey` is `apiKey`).
+    stands_for: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The shared name the service reads the value under."""
+        return self.stands_for or self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +45,21 @@ class PlatformSpec:
     numeric_shop_id: bool = False
 
     def field(self, name: str) -> FieldSpec | None:
-        return next((f for f in (*self.required, *self.optional) if f.name == name), None)
+        """The field under its shared or its own name."""
+        return next(
+            (f for f in (*self.required, *self.optional) if name in (f.name, f.stands_for)), None
+        )
+
+    def wire_name(self, key: str) -> str:
+        """What the form calls the shared field `key` (errors name fields as the form does)."""
+        spec = self.field(key)
+        return spec.name if spec is not None else key
 
     def invalid_value(self, name: str, value: str) -> str | None:
         spec = self.field(name)
         if spec is None or spec.pattern is None or re.fullmatch(spec.pattern, value):
             return None
-        return spec.pattern_hint or f"{name} has an invalid format"
+        return spec.pattern_hint or f"{spec.name} has an invalid format"
 
     def canonical_shop_id(self, shop_id: str) -> str:
         """The form the platform reports the shop id in, so one shop is stored once."""

@@ -69,10 +69,10 @@ def connect_form(platform: PlatformCode, settings: Settings | None) -> PlatformS
     spec = CONNECT_FORMS[platform]
     if settings is None or operator_app(settings, platform) is None:
         return spec
-    moved = tuple(f for f in spec.required if f.name in OPERATOR_APP_FIELDS)
+    moved = tuple(f for f in spec.required if f.key in OPERATOR_APP_FIELDS)
     return replace(
         spec,
-        required=tuple(f for f in spec.required if f.name not in OPERATOR_APP_FIELDS),
+        required=tuple(f for f in spec.required if f.key not in OPERATOR_APP_FIELDS),
         optional=(*moved, *spec.optional),
     )
 

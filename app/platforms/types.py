@@ -156,6 +156,7 @@ class Credentials:
     refresh_token: str | None = None
     access_expires_at: datetime | None = None
     refresh_expires_at: datetime | None = None
+    shop_cipher: str | None = None  # TikTok Shop only
 
     def __repr__(self) -> str:  # keeps secrets out of tracebacks and logs
         return f"Credentials(shop_id={self.shop_id!r}, secrets=***)"

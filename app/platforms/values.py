@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 from app.money import in_minor_units
 
@@ -41,6 +42,15 @@ def money_from(value: object, currency: str | None, field: str = "amount") -> De
     """An amount in exactly the currency's minor units, rounded half up: JSON 10780.2 is
     10780.20 in THB, "38000.00" is 38000 in VND. Mappers read every amount through this before
     adding any up, so sums and differences come out exact in the same units."""
+    # Prices repeat across the lines and orders of a page; a Decimal is immutable, so one
+    # parsed from the same text (or int) in the same currency is shared.
+    if type(value) is str or type(value) is int:
+        return _cached_money(value, currency, field)
+    return in_minor_units(decimal_from(value, field), currency)
+
+
+@lru_cache(maxsize=8192, typed=True)
+def _cached_money(value: str | int, currency: str | None, field: str) -> Decimal:
     return in_minor_units(decimal_from(value, field), currency)
 
 

@@ -16,6 +16,7 @@ import json
 import secrets
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -23,6 +24,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -39,6 +41,8 @@ from app.sandbox.fulfillment import minimal_pdf, place_orders
 from app.sandbox.seed import SeededShop, SeedOrder
 
 MAX_PAGE_SIZE = 100
+# Batch Ship Packages' limit is unconfirmed (reference §4.7); the client's default is 50.
+BATCH_SHIP_LIMIT = 50
 MAX_DETAIL_IDS = 50
 _CENT = Decimal("0.01")
 
@@ -234,7 +238,7 @@ class TikTokSandbox:
     ) -> Response:
         body = {"code": code, "message": message, "request_id": secrets.token_hex(8), "data": data}
         return Response(
-            json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(),
+            orjson.dumps(body),
             status_code=status,
             media_type="application/json",
         )
@@ -341,6 +345,8 @@ class TikTokSandbox:
             return self._products_search(tt, request, doc)
         if group == "product" and rest.endswith("/inventory/update") and method == "POST":
             return self._inventory_update(tt, rest.split("/")[1], doc)
+        if group == "fulfillment" and rest == "packages/ship" and method == "POST":
+            return self._batch_ship(tt, doc)
         if group == "fulfillment" and rest.startswith("packages/"):
             return self._fulfillment(tt, request, rest, doc)
         if group == "return_refund" and rest == "cancellations" and method == "POST":
@@ -467,12 +473,52 @@ class TikTokSandbox:
         entry.update(changes)
         entry["updated_at"] = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
 
+    def _package_order(self, tt: TikTokShop, package_id: str) -> SeedOrder:
+        if not package_id.startswith("11"):
+            raise ApiError(21011028, "Package does not belong to the shop")
+        return self._order_of(tt, package_id[2:])
+
+    def _batch_ship(self, tt: TikTokShop, doc: dict[str, Any]) -> Any:
+        """Batch Ship Packages: code 0 with one `errors[]` entry per package that failed."""
+        packages = doc.get("packages")
+        if not isinstance(packages, list) or not packages:
+            raise ApiError(36009004, "packages is required")
+        if len(packages) > BATCH_SHIP_LIMIT:
+            raise ApiError(36009004, f"packages takes at most {BATCH_SHIP_LIMIT}")
+        errors = []
+        for package in packages:
+            package_id = str(package.get("id") or "") if isinstance(package, dict) else ""
+            try:
+                self._ship_package(tt, self._package_order(tt, package_id), package)
+            except ApiError as exc:
+                errors.append(
+                    {"code": exc.code, "message": exc.message, "detail": {"package_id": package_id}}
+                )
+        return {"errors": errors} if errors else {}
+
+    def _ship_package(self, tt: TikTokShop, order: SeedOrder, doc: Mapping[str, Any]) -> None:
+        status = self.render_order(tt, order)["status"]
+        if status == "CANCELLED":
+            raise ApiError(21011041, "The order has been cancelled")
+        if status not in SHIPPABLE:
+            raise ApiError(21011040, "The package has already been shipped")
+        if order.status == "cancelling":
+            raise ApiError(21008044, "A cancellation request is pending")
+        self_shipment = doc.get("self_shipment")
+        if isinstance(self_shipment, dict):
+            number = str(self_shipment.get("tracking_number") or "")
+            if not number or not self_shipment.get("shipping_provider_id"):
+                raise ApiError(21011022, "Invalid tracking number or shipping provider")
+        else:
+            if doc.get("handover_method") == "PICKUP" and not doc.get("pickup_slot"):
+                raise ApiError(21011054, "pickup_slot is required")
+            number = f"TT{order.order_id}TH"
+        self._mark(tt, order, status="AWAITING_COLLECTION", tracking_number=number)
+
     def _fulfillment(self, tt: TikTokShop, request: Request, rest: str, doc: dict[str, Any]) -> Any:
         parts = rest.split("/")
         package_id, action = parts[1], "/".join(parts[2:])
-        if not package_id.startswith("11"):
-            raise ApiError(21011028, "Package does not belong to the shop")
-        order = self._order_of(tt, package_id[2:])
+        order = self._package_order(tt, package_id)
         status = self.render_order(tt, order)["status"]
         if action == "handover_time_slots":
             start = int(time.time()) // 3600 * 3600 + 86400
@@ -489,22 +535,7 @@ class TikTokSandbox:
                 ],
             }
         if action == "ship" and request.method == "POST":
-            if status == "CANCELLED":
-                raise ApiError(21011041, "The order has been cancelled")
-            if status not in SHIPPABLE:
-                raise ApiError(21011040, "The package has already been shipped")
-            if order.status == "cancelling":
-                raise ApiError(21008044, "A cancellation request is pending")
-            self_shipment = doc.get("self_shipment")
-            if isinstance(self_shipment, dict):
-                number = str(self_shipment.get("tracking_number") or "")
-                if not number or not self_shipment.get("shipping_provider_id"):
-                    raise ApiError(21011022, "Invalid tracking number or shipping provider")
-            else:
-                if doc.get("handover_method") == "PICKUP" and not doc.get("pickup_slot"):
-                    raise ApiError(21011054, "pickup_slot is required")
-                number = f"TT{order.order_id}TH"
-            self._mark(tt, order, status="AWAITING_COLLECTION", tracking_number=number)
+            self._ship_package(tt, order, doc)
             return {}
         if action == "shipping_documents":
             if status in SHIPPABLE or status == "UNPAID":

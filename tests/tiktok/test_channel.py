@@ -73,6 +73,36 @@ async def test_platforms_lists_tiktok_with_its_fields(api: httpx.AsyncClient) ->
     }
     assert {"shopId", "accessToken", "refreshToken"} <= names
     assert all(f["label"] and f["hint"] for f in tiktok["requiredFields"])
+    # The form speaks TikTok's words for the app's key and secret (INTERFACE.md); with the
+    # operator's app configured here, they are optional.
+    assert {"appKey", "appSecret"} <= names
+    assert not {"apiKey", "apiSecret"} & names
+    assert "shopCipher" in {f["name"] for f in tiktok["optionalFields"]}
+
+
+async def test_a_half_pasted_app_is_reported_in_tiktoks_words(
+    api: httpx.AsyncClient, sandbox: RunningSandbox
+) -> None:
+    shop = await create_sandbox_shop(sandbox, "tiktok")
+    body = {
+        "userId": USER,
+        "platformCode": "tiktok",
+        "startSync": False,
+        "appKey": shop["apiKey"],
+        "accessToken": shop["accessToken"],
+        "refreshToken": shop["refreshToken"],
+        "shopId": shop["shopId"],
+    }
+    response = await api.post("/api/marketplace/connections", json=body, headers=HEADERS)
+    assert response.status_code == 422, response.text
+    assert "appSecret" in response.text and "apiSecret" not in response.text
+    bad_key = await api.post(
+        "/api/marketplace/connections",
+        json={**body, "appKey": "not a key!", "appSecret": "s"},
+        headers=HEADERS,
+    )
+    assert bad_key.status_code == 422, bad_key.text
+    assert [f["field"] for f in bad_key.json()["error"]["fields"]] == ["appKey"]
 
 
 async def test_authorization_page_then_complete_connects_the_shop(
@@ -220,3 +250,65 @@ async def test_pasted_credentials_in_tiktoks_own_names_connect(
     response = await api.post("/api/marketplace/connections", json=body, headers=HEADERS)
     assert response.status_code == 201, response.text
     assert response.json()["data"]["shopName"] == shop["shopName"]
+
+
+async def test_a_pasted_shop_cipher_is_checked_kept_and_used(
+    api: httpx.AsyncClient, sandbox: RunningSandbox, session_factory: Any, worker: None
+) -> None:
+    shop = await create_sandbox_shop(sandbox, "tiktok", order_count=5, days=3)
+    body = {
+        **connection_body(USER, "tiktok", shop),
+        "shopCipher": "ROW_not-this-shops-cipher",
+    }
+    wrong = await api.post("/api/marketplace/connections", json=body, headers=HEADERS)
+    assert wrong.status_code == 400, wrong.text
+    assert "shopCipher" in wrong.text
+    assert (await api.get("/api/marketplace/connections", headers=HEADERS)).json()["data"] == []
+
+    body["shopCipher"] = shop["shopCipher"]
+    created = await api.post("/api/marketplace/connections", json=body, headers=HEADERS)
+    assert created.status_code == 201, created.text
+    connection_id = created.json()["data"]["id"]
+    async with session_factory() as session:
+        row = await session.get(MarketplaceConnection, connection_id)
+        assert row is not None and row.shop_cipher == shop["shopCipher"]
+    # A worker with no cipher in memory takes the stored one: no shop-list call to sync.
+    tiktok_client._CIPHERS.clear()
+    calls = sandbox.sandboxes.tiktok.calls
+    calls.clear()
+    synced = await api.post(
+        "/api/marketplace/sync-orders",
+        json={"connectionId": connection_id, "userId": USER},
+        headers=HEADERS,
+    )
+    log_id = synced.json()["data"]["syncLogId"]
+    for _ in range(200):
+        log = (await api.get(f"/api/marketplace/sync-logs/{log_id}", headers=HEADERS)).json()
+        if log["data"]["status"] != "running":
+            break
+        await asyncio.sleep(0.1)
+    assert log["data"]["status"] == "success", log
+    assert not [path for path in calls if path.endswith("/shops")], calls
+
+
+async def test_an_authorized_shop_keeps_the_cipher_tiktok_gave(
+    api: httpx.AsyncClient, sandbox: RunningSandbox, session_factory: Any
+) -> None:
+    sandbox.sandboxes.tiktok.add_shop(app_key=APP_KEY, app_secret=APP_SECRET)
+    start = await api.post(
+        "/api/marketplace/connect/tiktok/start", json={"userId": USER}, headers=HEADERS
+    )
+    async with httpx.AsyncClient() as browser:
+        page = await browser.get(start.json()["data"]["authorizationUrl"])
+    back = urlsplit(page.headers["location"])
+    callback = await api.get(f"{back.path}?{back.query}")
+    [grant] = parse_qs(urlsplit(callback.headers["location"]).query)["grant"]
+    done = await api.post(
+        "/api/marketplace/connect/complete", json={"userId": USER, "grant": grant}, headers=HEADERS
+    )
+    assert done.status_code == 201, done.text
+    [connection] = done.json()["data"]
+    given = sandbox.sandboxes.tiktok.shops[connection["shopId"]].cipher
+    async with session_factory() as session:
+        row = await session.get(MarketplaceConnection, connection["id"])
+        assert row is not None and row.shop_cipher == given

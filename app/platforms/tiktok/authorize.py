@@ -79,6 +79,7 @@ class TikTokConnectFlow(ConnectFlow):
                         refresh_token=pair.refresh_token,
                         access_expires_at=pair.access_expires_at,
                         refresh_expires_at=pair.refresh_expires_at,
+                        shop_cipher=str(shop.get("cipher") or "") or None,
                     ),
                     country=region,
                 )

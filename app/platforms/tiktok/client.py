@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -114,6 +115,8 @@ class TikTokClient(TikTokFulfillment):
         return [s for s in shops if isinstance(s, dict)] if isinstance(shops, list) else []
 
     async def shop_cipher(self) -> str:
+        if self.credentials.shop_cipher:
+            return self.credentials.shop_cipher
         key = (self.config.base_url, self.credentials.shop_id)
         cipher = _CIPHERS.get(key)
         if cipher is None:
@@ -137,8 +140,17 @@ class TikTokClient(TikTokFulfillment):
             raise PermanentError("TikTok Shop named no authorized shop", platform=PLATFORM)
         wanted = self.credentials.shop_id
         shop = next((s for s in shops if str(s.get("id")) == wanted), shops[0])
-        if shop.get("cipher"):
-            _CIPHERS[(self.config.base_url, str(shop.get("id")))] = str(shop["cipher"])
+        cipher = str(shop.get("cipher") or "") or None
+        pasted = self.credentials.shop_cipher
+        if pasted and cipher and pasted != cipher:
+            raise PermanentError(
+                f"shopCipher {pasted} is not the cipher TikTok Shop gives shop {shop.get('id')}; "
+                "leave shopCipher empty to have it read",
+                platform=PLATFORM,
+            )
+        if cipher:
+            _CIPHERS[(self.config.base_url, str(shop.get("id")))] = cipher
+            self.credentials = replace(self.credentials, shop_cipher=cipher)
         name = shop.get("name")
         return ShopInfo(shop_id=str(shop.get("id")), name=str(name) if name else None, raw=shop)
 

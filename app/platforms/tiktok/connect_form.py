@@ -1,5 +1,6 @@
 """The TikTok Shop connect form: what a seller fills in, and how each value is checked.
-`apiKey`/`apiSecret` are TikTok's app key and secret (`appKey`/`appSecret` in its words)."""
+The app's key and secret go by TikTok's words, `appKey`/`appSecret` (INTERFACE.md); the
+shared `apiKey`/`apiSecret` are accepted too."""
 
 from __future__ import annotations
 
@@ -18,14 +19,21 @@ CONNECT_FORM = PlatformSpec(
             "shopId must be the numeric TikTok Shop shop id",
         ),
         FieldSpec(
-            "apiKey",
+            "appKey",
             "App key",
-            "Your app's app_key in TikTok Shop Partner Center (appKey)",
+            "Your app's app_key in TikTok Shop Partner Center",
             r"[A-Za-z0-9]{1,64}",
-            "apiKey must be the TikTok Shop app_key",
+            "appKey must be the TikTok Shop app_key (letters and digits)",
             secret=True,
+            stands_for="apiKey",
         ),
-        FieldSpec("apiSecret", "App secret", "Your app's app_secret (appSecret)", secret=True),
+        FieldSpec(
+            "appSecret",
+            "App secret",
+            "Your app's app_secret in TikTok Shop Partner Center",
+            secret=True,
+            stands_for="apiSecret",
+        ),
         FieldSpec(
             "accessToken",
             "Access token",
@@ -43,7 +51,8 @@ CONNECT_FORM = PlatformSpec(
         FieldSpec(
             "shopCipher",
             "Shop cipher",
-            "Read from /authorization/202309/shops with the token when left empty",
+            "From /authorization/202309/shops; checked against what TikTok Shop gives the "
+            "shop, and read from there when left empty",
         ),
         SHOP_NAME,
     ),

@@ -25,6 +25,7 @@ from app.platforms.fulfillment import (
 from app.platforms.tiktok.mapping import PLATFORM, data_of
 
 Row = dict[str, Any]
+DEFAULT_SHIP_BATCH = 50
 ALREADY_SHIPPED = frozenset({"21011040", "21008099", "11006021"})
 LABEL_NOT_READY = frozenset({"21023035", "11034037"})
 SHIPPED_STATUSES = frozenset({"AWAITING_COLLECTION", "IN_TRANSIT", "DELIVERED", "COMPLETED"})
@@ -140,9 +141,12 @@ class TikTokFulfillment(MarketplaceClient):
         return body
 
     async def ship(self, targets: Sequence[ShipTarget], request: ShipRequest) -> list[ShipResult]:
+        """Batch Ship Packages, `ship_batch_size` packages per call (TIKTOK_SHIP_BATCH_SIZE:
+        the limit is unconfirmed); a package TikTok refuses comes back in `data.errors[]`."""
         ids = [t.external_order_id for t in targets]
         orders = {str(r.get("id")): r for r in await self._details(ids)}
         results: list[ShipResult] = []
+        ready: list[tuple[ShipTarget, str]] = []
         for target in targets:
             order_id = target.external_order_id
             order = orders.get(order_id)
@@ -158,28 +162,51 @@ class TikTokFulfillment(MarketplaceClient):
             if package_id is None:
                 results.append(ShipResult(order_id, ok=False, message="No package to ship"))
                 continue
-            try:
-                await self._call(
-                    "POST",
-                    self._fpath(f"/packages/{package_id}/ship"),
-                    body=self._ship_body(target, request),
-                )
-            except MarketplaceError as exc:
-                if exc.retryable:
-                    raise
+            ready.append((target, package_id))
+        size = max(1, int(self.config.options.get("ship_batch_size") or DEFAULT_SHIP_BATCH))
+        for start in range(0, len(ready), size):
+            results += await self._ship_batch(ready[start : start + size], request)
+        return results
+
+    async def _ship_batch(
+        self, batch: Sequence[tuple[ShipTarget, str]], request: ShipRequest
+    ) -> list[ShipResult]:
+        packages = [{"id": pid, **self._ship_body(target, request)} for target, pid in batch]
+        refused: dict[str, tuple[str, str]] = {}
+        try:
+            payload = await self._call(
+                "POST", self._fpath("/packages/ship"), body={"packages": packages}
+            )
+        except MarketplaceError as exc:
+            if exc.retryable:
+                raise
+            refused = {pid: (exc.code or "", exc.message) for _, pid in batch}
+        else:
+            errors = data_of(payload).get("errors")
+            for error in errors if isinstance(errors, list) else []:
+                detail = error.get("detail") if isinstance(error, Mapping) else None
+                if isinstance(detail, Mapping) and detail.get("package_id"):
+                    refused[str(detail["package_id"])] = (
+                        str(error.get("code") or ""),
+                        str(error.get("message") or "Refused by TikTok Shop"),
+                    )
+        results = []
+        for target, package_id in batch:
+            if package_id in refused:
+                code, message = refused[package_id]
                 results.append(
                     ShipResult(
-                        order_id,
+                        target.external_order_id,
                         ok=False,
-                        message=exc.message,
+                        message=message,
                         package_id=package_id,
-                        already_shipped=exc.code in ALREADY_SHIPPED,
+                        already_shipped=code in ALREADY_SHIPPED,
                     )
                 )
                 continue
             results.append(
                 ShipResult(
-                    order_id,
+                    target.external_order_id,
                     ok=True,
                     package_id=package_id,
                     package_number=package_id,
