@@ -60,3 +60,19 @@ async def test_a_failed_sync_is_counted_with_its_failed_calls(
     assert value(samples, "omni_sync_runs_total", platform="shopee", status="success") == 0
     refused = matching(samples, "omni_marketplace_calls_total", platform="shopee")
     assert {dict(labels)["outcome"] for labels in refused} - {"ok"}
+
+
+async def test_a_tiktok_sync_is_counted_like_the_others(
+    api: httpx.AsyncClient, sandbox: RunningSandbox
+) -> None:
+    connection, _ = await connect_shop(api, sandbox, "tiktok", order_count=12)
+    summary = (await sync(api, connection)).json()["data"]
+    assert summary["status"] == "success"
+
+    samples = await scrape(api)
+    assert value(samples, "omni_sync_runs_total", platform="tiktok", status="success") == 1
+    assert value(samples, "omni_orders_stored_total", platform="tiktok") == 12
+    calls = matching(samples, "omni_marketplace_calls_total", platform="tiktok", outcome="ok")
+    endpoints = {dict(labels)["endpoint"] for labels in calls}
+    assert any(endpoint.endswith("/orders/search") for endpoint in endpoints), endpoints
+    assert 0 <= value(samples, "omni_connection_sync_lag_seconds", platform="tiktok") < 60
