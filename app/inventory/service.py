@@ -223,10 +223,21 @@ async def update_mapping_in(session: AsyncSession, user_id: str, body: SkuMappin
                 SkuMapping.master_sku_id == master.id, SkuMapping.listing_id != listing.id
             )
         )
+        # A listing the seller already linked by hand shows the figure we pushed for that
+        # master SKU, not stock of the shop's own: moved to another, it lowers nothing there.
+        pushed_by_us = await session.scalar(
+            select(SkuMapping.id).where(
+                SkuMapping.listing_id == listing.id,
+                SkuMapping.master_sku_id.is_not(None),
+                SkuMapping.source == "manual",
+            )
+        )
         stock = max(0, listing.quantity or 0)
         value = master.available - master.oversold
         # A master SKU the seller never set starts from (or drops to) its listings' lowest.
-        lowers = not master.seller_set and (others is None or stock < value)
+        lowers = not master.seller_set and (
+            others is None or (stock < value and pushed_by_us is None)
+        )
         if lowers or value >= 0:
             # The link is in the ledger, as the figure it leaves (a `set` the recompute and
             # the counters agree on); an oversold figure left as it is cannot be a `set`.

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.inventory.recompute import recompute_counters
 from tests.conftest import RunningSandbox, auth_headers
-from tests.inventory.helpers import USER, inventory, ledger, replay, set_stock
+from tests.inventory.helpers import USER, inventory, ledger, replay, set_stock, settled
 from tests.products.helpers import all_listings, connect, sync_products
 
 MASTER = "BUNDLE-1"
@@ -64,7 +64,10 @@ async def test_linking_a_listing_writes_a_ledger_entry_that_agrees_with_the_coun
     assert row["available"] == 3
     # The master SKU it left keeps agreeing too.
     await _agrees(stock_api, session_factory, MASTER)
-    # Linked back to a master SKU that holds stock already (a later link of a higher figure).
+    # The listing now shows the 3 pushed for SET-BY-HAND: our own figure, not the shop's.
+    await settled(stock_api, "SET-BY-HAND")
+    # Linked back to a master SKU that holds stock already: a listing moved between master
+    # SKUs brings no stock of its own, so the figure stays (whenever the read-back landed).
     await _link(stock_api, high["id"], MASTER)
     row = await _agrees(stock_api, session_factory, MASTER)
     assert row["available"] == low["platformStock"]
